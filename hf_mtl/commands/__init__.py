@@ -1,0 +1,1 @@
+"""Sub-commands of the `hf-mtl` CLI; see `hf_mtl.cli`."""

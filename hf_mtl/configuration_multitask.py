@@ -1,0 +1,148 @@
+# This file is copied into every saved checkpoint so that `AutoModel.from_pretrained(dir,
+# trust_remote_code=True)` works where hf_mtl is not installed: it must import only torch/transformers.
+"""Configuration of a multi-task model: one encoder config plus an ordered list of task heads."""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import field
+from typing import Any
+
+from transformers import AutoConfig, PreTrainedConfig
+
+try:  # transformers >= 5.x with fine-grained sub-config specs
+    from transformers.configuration_utils import SubConfigSpec
+except ImportError:  # pragma: no cover - older 5.x releases
+    SubConfigSpec = None
+
+
+SEQUENCE_CLASSIFICATION = "sequence_classification"
+TOKEN_CLASSIFICATION = "token_classification"
+TASK_TYPES = (SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION)
+PROBLEM_TYPES = {
+    SEQUENCE_CLASSIFICATION: ("single_label_classification", "multi_label_classification", "regression"),
+    TOKEN_CLASSIFICATION: ("token_classification",),
+}
+POOLING_MODES = ("mean", "cls")
+_TASK_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+
+
+def normalize_task_dict(task: dict[str, Any]) -> dict[str, Any]:
+    """Validate one task entry of `MultiTaskConfig.tasks` and restore integer `id2label` keys.
+
+    JSON turns the integer keys of `id2label` into strings; this undoes that and fills whichever of
+    `id2label`/`label2id` is missing from the other.
+    """
+    if not isinstance(task, dict):
+        raise TypeError(f"Each entry of MultiTaskConfig.tasks must be a dict, got {type(task).__name__}: {task!r}")
+    task = copy.deepcopy(task)
+    name = task.get("name")
+    if not isinstance(name, str) or not _TASK_NAME_RE.match(name):
+        raise ValueError(
+            f"Task name {name!r} is not valid: expected a non-empty string of letters, digits, '_' or '-' "
+            "that does not start with a digit (it names a sub-module of the model)."
+        )
+    task_type = task.get("task_type")
+    if task_type not in TASK_TYPES:
+        raise ValueError(f"Task {name!r}: task_type {task_type!r} is not one of {list(TASK_TYPES)}.")
+    problem_type = task.get("problem_type") or PROBLEM_TYPES[task_type][0]
+    if problem_type not in PROBLEM_TYPES[task_type]:
+        raise ValueError(
+            f"Task {name!r}: problem_type {problem_type!r} is not valid for {task_type}; "
+            f"expected one of {list(PROBLEM_TYPES[task_type])}."
+        )
+    task["problem_type"] = problem_type
+    id2label = task.get("id2label")
+    label2id = task.get("label2id")
+    if id2label is None and label2id is not None:
+        id2label = {int(i): label for label, i in label2id.items()}
+    if id2label is None:
+        raise ValueError(f"Task {name!r}: id2label is missing.")
+    id2label = {int(i): str(label) for i, label in id2label.items()}
+    if sorted(id2label) != list(range(len(id2label))) or not id2label:
+        raise ValueError(f"Task {name!r}: id2label keys must be 0..n-1 with n >= 1, got {sorted(id2label)}.")
+    task["id2label"] = dict(sorted(id2label.items()))
+    task["label2id"] = {label: i for i, label in task["id2label"].items()}
+    if len(task["label2id"]) != len(task["id2label"]):
+        raise ValueError(f"Task {name!r}: label names must be unique, got {list(task['id2label'].values())}.")
+    if problem_type == "single_label_classification" and len(id2label) < 2:
+        raise ValueError(f"Task {name!r}: single-label classification needs at least 2 labels, got {len(id2label)}.")
+    return task
+
+
+class MultiTaskConfig(PreTrainedConfig):
+    r"""Configuration of a [`MultiTaskModel`]: a shared encoder and named task heads.
+
+    Args:
+        encoder (`PreTrainedConfig` or `dict`):
+            Configuration of the shared encoder (any `AutoModel` encoder: BERT, RoBERTa, DeBERTa-v2, ...).
+        tasks (`list[dict]`):
+            The heads, in order. Each dict holds `name`, `task_type` (`"sequence_classification"` or
+            `"token_classification"`), `problem_type`, `id2label` and `label2id`, plus any column settings
+            of the task spec it was made from. The list order is the model's task order.
+        pooling (`str`, defaults to `"mean"`):
+            How sequence heads pool the encoder output: `"mean"` (mask-aware mean over tokens) or `"cls"`
+            (first token). Mean pooling works for every encoder, whatever its CLS conventions.
+        classifier_dropout (`float`, *optional*):
+            Dropout in the heads; defaults to the encoder's `hidden_dropout_prob` (or 0.1).
+        base_model_name_or_path (`str`, *optional*):
+            Where the encoder weights came from (recorded for model cards and tokenizer loading).
+    """
+
+    model_type = "hf_mtl"
+    if SubConfigSpec is not None:
+        sub_configs_defaults = {"encoder": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+    else:  # pragma: no cover
+        sub_configs = {"encoder": AutoConfig}
+
+    encoder: PreTrainedConfig | dict | None = None
+    tasks: list[dict] = field(default_factory=list)
+    pooling: str = "mean"
+    classifier_dropout: float | None = None
+    base_model_name_or_path: str | None = None
+
+    def __post_init__(self, **kwargs):
+        if isinstance(self.encoder, dict) and SubConfigSpec is None:  # pragma: no cover
+            encoder = dict(self.encoder)
+            self.encoder = AutoConfig.for_model(encoder.pop("model_type", "bert"), **encoder)
+        tasks = [normalize_task_dict(t) for t in (self.tasks or [])]
+        names = [t["name"] for t in tasks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"Task names must be unique; {duplicates} appear more than once in {names}.")
+        self.tasks = tasks
+        if self.pooling not in POOLING_MODES:
+            raise ValueError(f"pooling={self.pooling!r} is not supported; expected one of {list(POOLING_MODES)}.")
+        super().__post_init__(**kwargs)
+
+    @property
+    def task_names(self) -> list[str]:
+        """The task names, in the model's order."""
+        return [t["name"] for t in self.tasks]
+
+    def get_task(self, name: str) -> dict[str, Any]:
+        """The config entry of task `name`; `KeyError` listing the known tasks otherwise."""
+        for task in self.tasks:
+            if task["name"] == name:
+                return task
+        raise KeyError(f"Unknown task {name!r}; this model's tasks are {self.task_names}.")
+
+    @property
+    def hidden_size(self) -> int:
+        """The encoder's hidden size (DeepSpeed's `auto` bucket sizes read it from the top config)."""
+        return self.encoder.hidden_size
+
+    @property
+    def head_dropout(self) -> float:
+        """Dropout used inside the heads."""
+        if self.classifier_dropout is not None:
+            return float(self.classifier_dropout)
+        for attr in ("classifier_dropout", "hidden_dropout_prob", "hidden_dropout", "dropout"):
+            value = getattr(self.encoder, attr, None)
+            if isinstance(value, (int, float)):
+                return float(value)
+        return 0.1
+
+
+__all__ = ["MultiTaskConfig"]

@@ -1,0 +1,451 @@
+# This file is copied into every saved checkpoint (with configuration_multitask.py) so that
+# `AutoModel.from_pretrained(dir, trust_remote_code=True)` works without hf_mtl: import only torch/transformers.
+"""A shared pretrained encoder with named heads for sequence and token classification."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import MODEL_MAPPING, AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import ModelOutput
+from transformers.utils import logging
+
+from .configuration_multitask import (
+    SEQUENCE_CLASSIFICATION,
+    TOKEN_CLASSIFICATION,
+    MultiTaskConfig,
+    normalize_task_dict,
+)
+
+try:
+    from transformers import initialization as _init  # respects the "already loaded" flags of v5
+except ImportError:  # pragma: no cover
+    _init = nn.init
+
+logger = logging.get_logger(__name__)
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class TaskModelOutput(ModelOutput):
+    """Output of [`MultiTaskModel`] called with `task_name`: one head's logits and, with labels, its loss.
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): per-batch mean loss of the head.
+        logits (`torch.FloatTensor`): `(batch, num_labels)` for sequence heads, `(batch, seq_len, num_labels)`
+            for token heads.
+        hidden_states, attentions: as returned by the encoder when requested.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class MultiTaskModelOutput(ModelOutput):
+    """Output of [`MultiTaskModel`] called without `task_name`: every requested head from one encoder pass.
+
+    Args:
+        logits (`dict[str, torch.FloatTensor]`): task name -> that head's logits, in the model's task order.
+        last_hidden_state (`torch.FloatTensor` of shape `(batch, seq_len, hidden)`): the shared encoding.
+        hidden_states, attentions: as returned by the encoder when requested.
+    """
+
+    logits: dict[str, torch.FloatTensor] | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class SequenceClassificationHead(nn.Module):
+    """Pooled encoding -> dropout -> dense + tanh -> dropout -> linear (the RoBERTa-style head)."""
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.out_proj = nn.Linear(hidden_size, num_labels)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        x = torch.tanh(self.dense(self.dropout(pooled)))
+        return self.out_proj(self.dropout(x))
+
+
+class TokenClassificationHead(nn.Module):
+    """Per-token dropout -> linear."""
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden_size, num_labels)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(hidden_states))
+
+
+def _task_entries(tasks: Iterable[Any]) -> list[dict[str, Any]]:
+    """Turn task specs (objects with `to_config_dict()`) or plain dicts into config entries."""
+    entries = []
+    for task in tasks:
+        if hasattr(task, "to_config_dict"):
+            entries.append(task.to_config_dict())
+        elif isinstance(task, Mapping):
+            entries.append(dict(task))
+        else:
+            raise TypeError(
+                f"tasks must hold hf_mtl task specs (SequenceClassificationTask, TokenClassificationTask) or "
+                f"dicts; got {type(task).__name__}: {task!r}"
+            )
+    return entries
+
+
+def _accepts_kwarg(callable_obj: Any, name: str) -> bool:
+    try:
+        params = inspect.signature(callable_obj).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params
+
+
+def _head_loss(task: Mapping[str, Any], logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-batch mean loss of one head (token heads: mean over labelled tokens)."""
+    problem_type = task["problem_type"]
+    num_labels = logits.shape[-1]
+    if problem_type == "single_label_classification" or task["task_type"] == TOKEN_CLASSIFICATION:
+        flat_labels = labels.reshape(-1).long()
+        if not bool((flat_labels != IGNORE_INDEX).any()):
+            # A batch whose words were all cut away has nothing to learn from; avoid a NaN mean.
+            return logits.sum() * 0.0
+        return nn.functional.cross_entropy(
+            logits.reshape(-1, num_labels).float(), flat_labels.to(logits.device), ignore_index=IGNORE_INDEX
+        )
+    if problem_type == "multi_label_classification":
+        return nn.functional.binary_cross_entropy_with_logits(
+            logits.float(), labels.to(device=logits.device, dtype=torch.float32)
+        )
+    # regression
+    target = labels.to(device=logits.device, dtype=torch.float32)
+    if num_labels == 1:
+        return nn.functional.mse_loss(logits.squeeze(-1).float(), target.reshape(-1))
+    return nn.functional.mse_loss(logits.float(), target)
+
+
+class MultiTaskPreTrainedModel(PreTrainedModel):
+    """Base class wiring [`MultiTaskConfig`] into transformers' loading, saving and initialisation."""
+
+    config_class = MultiTaskConfig
+    base_model_prefix = "encoder"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _keys_to_ignore_on_load_unexpected = [r"pooler\."]
+
+    # The trainer routes one task per batch and returns a per-batch mean; transformers' token-count
+    # normalisation would mix token and sentence counts across tasks (and scale by world size under DDP).
+    accepts_loss_kwargs = False
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Initialise the heads; the encoder is dispatched to its own `_init_weights` by transformers."""
+        std = getattr(self.config.encoder, "initializer_range", None) or 0.02
+        if isinstance(module, nn.Linear):
+            _init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                _init.zeros_(module.bias)
+
+
+class MultiTaskModel(MultiTaskPreTrainedModel):
+    """One pretrained encoder shared by named sequence- and token-classification heads.
+
+    Build one from a pretrained encoder with [`MultiTaskModel.from_encoder`], or load a trained one with
+    `from_pretrained` (also through `transformers.AutoModel` once `hf_mtl` is imported).
+
+    Call it with `task_name=` to get that head's logits (and loss, with `labels`); call it without to get
+    every head's logits from one encoder pass (`tasks=` restricts which heads are computed).
+    """
+
+    def __init__(self, config: MultiTaskConfig, encoder: PreTrainedModel | None = None):
+        super().__init__(config)
+        if encoder is None:
+            encoder = self._encoder_from_config(config.encoder)
+        else:
+            # Weights already loaded: keep transformers' post_init from re-initialising them.
+            for module in encoder.modules():
+                module._is_hf_initialized = True
+            for param in encoder.parameters():
+                param._is_hf_initialized = True
+            config.encoder = encoder.config
+        self.encoder = encoder
+        self._encoder_kwargs = set(inspect.signature(self.encoder.forward).parameters)
+        hidden_size = config.encoder.hidden_size
+        dropout = config.head_dropout
+        self.heads = nn.ModuleDict()
+        for task in config.tasks:
+            self.heads[task["name"]] = self._build_head(task, hidden_size, dropout)
+        self.post_init()
+
+    # ------------------------------------------------------------------ construction
+    @staticmethod
+    def _encoder_class(encoder_config: PreTrainedConfig) -> type | None:
+        try:
+            return MODEL_MAPPING[type(encoder_config)]
+        except KeyError:
+            return None
+
+    @classmethod
+    def _encoder_init_kwargs(cls, encoder_config: PreTrainedConfig) -> dict[str, Any]:
+        # BERT-style encoders carry a pooler (trained for next-sentence prediction) that no head uses;
+        # dropping it avoids dead parameters (which DDP would otherwise have to scan for every step).
+        encoder_cls = cls._encoder_class(encoder_config)
+        if encoder_cls is not None and _accepts_kwarg(encoder_cls.__init__, "add_pooling_layer"):
+            return {"add_pooling_layer": False}
+        return {}
+
+    @classmethod
+    def _encoder_from_config(cls, encoder_config: PreTrainedConfig) -> PreTrainedModel:
+        return AutoModel.from_config(encoder_config, **cls._encoder_init_kwargs(encoder_config))
+
+    @staticmethod
+    def _build_head(task: Mapping[str, Any], hidden_size: int, dropout: float) -> nn.Module:
+        num_labels = len(task["id2label"])
+        if task["task_type"] == TOKEN_CLASSIFICATION:
+            return TokenClassificationHead(hidden_size, num_labels, dropout)
+        return SequenceClassificationHead(hidden_size, num_labels, dropout)
+
+    @classmethod
+    def from_encoder(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        tasks: Iterable[Any],
+        *,
+        pooling: str = "mean",
+        classifier_dropout: float | None = None,
+        **encoder_kwargs: Any,
+    ) -> MultiTaskModel:
+        """Load a pretrained encoder (any `AutoModel` checkpoint) and add freshly initialised heads.
+
+        Args:
+            pretrained_model_name_or_path: Hub id or local directory of the encoder.
+            tasks: task specs (`SequenceClassificationTask`, `TokenClassificationTask`) or config dicts.
+            pooling: `"mean"` or `"cls"` pooling for sequence heads.
+            classifier_dropout: dropout inside the heads (default: the encoder's hidden dropout).
+            **encoder_kwargs: passed to `AutoModel.from_pretrained` (`revision`, `dtype`,
+                `attn_implementation`, `trust_remote_code`, ...).
+        """
+        entries = _task_entries(tasks)
+        if not entries:
+            raise ValueError("MultiTaskModel.from_encoder needs at least one task.")
+        from transformers import AutoConfig
+
+        config_kwargs = {
+            k: encoder_kwargs[k] for k in ("revision", "trust_remote_code", "token", "cache_dir") if k in encoder_kwargs
+        }
+        encoder_config = AutoConfig.from_pretrained(pretrained_model_name_or_path, **config_kwargs)
+        if isinstance(encoder_config, MultiTaskConfig):
+            raise ValueError(
+                f"{pretrained_model_name_or_path} is already a multi-task checkpoint; load it with "
+                "MultiTaskModel.from_pretrained(path, tasks=...) to keep its trained heads."
+            )
+        load_kwargs = {**cls._encoder_init_kwargs(encoder_config), **encoder_kwargs}
+        encoder = AutoModel.from_pretrained(pretrained_model_name_or_path, **load_kwargs)
+        config = MultiTaskConfig(
+            encoder=encoder.config,
+            tasks=entries,
+            pooling=pooling,
+            classifier_dropout=classifier_dropout,
+            base_model_name_or_path=str(pretrained_model_name_or_path),
+        )
+        model = cls(config, encoder=encoder)
+        model.to(encoder.dtype)
+        return model
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, tasks: Iterable[Any] | None = None, **kwargs):
+        """Load a trained multi-task checkpoint.
+
+        With `tasks=`, the model gets exactly those heads in that order: heads of tasks already in the
+        checkpoint keep their trained weights (their label sets must match), new tasks get fresh heads,
+        and checkpoint tasks not listed are dropped. Everything else is `PreTrainedModel.from_pretrained`.
+        """
+        if tasks is not None:
+            if kwargs.get("config") is not None and not isinstance(kwargs["config"], MultiTaskConfig):
+                raise TypeError("config= must be a MultiTaskConfig when tasks= is given.")
+            config = kwargs.pop("config", None)
+            if config is None:
+                config_kwargs = {
+                    k: kwargs[k]
+                    for k in ("revision", "token", "cache_dir", "local_files_only", "subfolder")
+                    if k in kwargs
+                }
+                config = MultiTaskConfig.from_pretrained(pretrained_model_name_or_path, **config_kwargs)
+            config = cls._config_with_tasks(config, _task_entries(tasks))
+            kwargs["config"] = config
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
+    @staticmethod
+    def _config_with_tasks(config: MultiTaskConfig, entries: list[dict[str, Any]]) -> MultiTaskConfig:
+        existing = {t["name"]: t for t in config.tasks}
+        for entry in entries:
+            entry = normalize_task_dict(entry)
+            old = existing.get(entry["name"])
+            if old is None:
+                continue
+            if (old["task_type"], old["problem_type"], old["id2label"]) != (
+                entry["task_type"],
+                entry["problem_type"],
+                entry["id2label"],
+            ):
+                raise ValueError(
+                    f"Task {entry['name']!r} exists in the checkpoint as {old['task_type']}/{old['problem_type']} "
+                    f"with labels {list(old['id2label'].values())}, but was given as "
+                    f"{entry['task_type']}/{entry['problem_type']} with labels {list(entry['id2label'].values())}. "
+                    "Give a new task a new name, or keep the checkpoint's label set."
+                )
+        dropped = [name for name in existing if name not in {e["name"] for e in entries}]
+        if dropped:
+            logger.warning(f"Dropping checkpoint heads not listed in tasks=: {dropped}")
+        config = MultiTaskConfig.from_dict(config.to_dict())
+        config.tasks = [normalize_task_dict(e) for e in entries]
+        return config
+
+    # ------------------------------------------------------------------ accessors
+    @property
+    def task_names(self) -> list[str]:
+        """Task names in the model's order."""
+        return self.config.task_names
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.encoder.set_input_embeddings(value)
+
+    # ------------------------------------------------------------------ forward
+    def _pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        if self.config.pooling == "cls":
+            return hidden[:, 0]
+        if attention_mask is None:
+            return hidden.mean(dim=1)
+        mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+    def encode(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> ModelOutput:
+        """Run the shared encoder once; inputs the encoder does not take (e.g. `token_type_ids` for
+        DistilBERT or ModernBERT) are dropped rather than failing."""
+        candidates = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "token_type_ids": token_type_ids,
+            "position_ids": position_ids,
+            "inputs_embeds": inputs_embeds,
+            "output_attentions": output_attentions,
+            "output_hidden_states": output_hidden_states,
+        }
+        accepts_var_kwargs = "kwargs" in self._encoder_kwargs
+        kwargs = {
+            k: v
+            for k, v in candidates.items()
+            if v is not None and (k in self._encoder_kwargs or (accepts_var_kwargs and k.startswith("output_")))
+        }
+        return self.encoder(**kwargs, return_dict=True)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        task_name: str | None = None,
+        labels: torch.Tensor | None = None,
+        tasks: list[str] | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> TaskModelOutput | MultiTaskModelOutput | tuple:
+        r"""
+        task_name (`str`, *optional*):
+            Run this head only. With `labels`, the output's `loss` is the head's per-batch mean loss.
+        labels (`torch.Tensor`, *optional*):
+            Targets for `task_name`: class ids `(batch,)` for single-label heads, multi-hot floats
+            `(batch, num_labels)` for multi-label, floats for regression, `(batch, seq_len)` ids with -100 for
+            ignored positions for token heads.
+        tasks (`list[str]`, *optional*):
+            Without `task_name`: which heads to compute (default all), from one encoder pass.
+        """
+        if return_dict is None:
+            return_dict = getattr(self.config, "return_dict", True)
+        if task_name is not None:
+            requested = [task_name]
+        else:
+            if labels is not None:
+                raise ValueError("labels were given without task_name: say which head they belong to.")
+            requested = list(tasks) if tasks is not None else self.config.task_names
+        for name in requested:
+            if name not in self.heads:
+                raise KeyError(f"Unknown task {name!r}; this model's tasks are {self.config.task_names}.")
+
+        encoded = self.encode(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        hidden = encoded.last_hidden_state
+        pooled = None
+        logits: dict[str, torch.Tensor] = {}
+        for name in requested:
+            task = self.config.get_task(name)
+            if task["task_type"] == SEQUENCE_CLASSIFICATION:
+                if pooled is None:  # pooled once, shared by every sequence head
+                    pooled = self._pool(hidden, attention_mask)
+                logits[name] = self.heads[name](pooled)
+            else:
+                logits[name] = self.heads[name](hidden)
+
+        hidden_states = getattr(encoded, "hidden_states", None)
+        attentions = getattr(encoded, "attentions", None)
+        if task_name is not None:
+            loss = None
+            if labels is not None:
+                loss = _head_loss(self.config.get_task(task_name), logits[task_name], labels)
+            output = TaskModelOutput(
+                loss=loss, logits=logits[task_name], hidden_states=hidden_states, attentions=attentions
+            )
+        else:
+            output = MultiTaskModelOutput(
+                logits=logits, last_hidden_state=hidden, hidden_states=hidden_states, attentions=attentions
+            )
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = [
+    "MultiTaskModel",
+    "MultiTaskModelOutput",
+    "MultiTaskPreTrainedModel",
+    "TaskModelOutput",
+]
