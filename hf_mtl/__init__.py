@@ -1,6 +1,46 @@
-"""hf_mtl: multi-task fine-tuning of Hugging Face encoders with named heads."""
+"""hf_mtl: multi-task fine-tuning of Hugging Face encoders with named heads.
 
+`import hf_mtl` registers the model with transformers' auto classes, so `AutoConfig`/`AutoModel`
+load hf_mtl checkpoints without `trust_remote_code`, and saved checkpoints carry the (self-contained)
+modeling code for environments without hf_mtl.
+"""
+
+from transformers import AutoConfig, AutoModel
+
+from .collator import MultiTaskDataCollator
 from .configuration_multitask import MultiTaskConfig
+from .metrics import compute_task_metrics
 from .modeling_multitask import MultiTaskModel, MultiTaskModelOutput, TaskModelOutput
+from .preprocessing import prepare_dataset, prepare_datasets
+from .sampling import MultiTaskBatchSampler, MultiTaskDataset
+from .tasks import SequenceClassificationTask, Task, TokenClassificationTask, task_from_config, tasks_from_config
+from .trainer import MultiTaskTrainer
+from .training_args import MultiTaskTrainingArguments
 
 __version__ = "0.1.0"
+
+AutoConfig.register(MultiTaskConfig.model_type, MultiTaskConfig, exist_ok=True)
+AutoModel.register(MultiTaskConfig, MultiTaskModel, exist_ok=True)
+# Saved checkpoints get an `auto_map` and a copy of configuration_/modeling_multitask.py.
+MultiTaskConfig.register_for_auto_class()
+MultiTaskModel.register_for_auto_class("AutoModel")
+
+__all__ = [
+    "MultiTaskBatchSampler",
+    "MultiTaskConfig",
+    "MultiTaskDataCollator",
+    "MultiTaskDataset",
+    "MultiTaskModel",
+    "MultiTaskModelOutput",
+    "MultiTaskTrainer",
+    "MultiTaskTrainingArguments",
+    "SequenceClassificationTask",
+    "Task",
+    "TaskModelOutput",
+    "TokenClassificationTask",
+    "compute_task_metrics",
+    "prepare_dataset",
+    "prepare_datasets",
+    "task_from_config",
+    "tasks_from_config",
+]

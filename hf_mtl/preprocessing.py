@@ -1,0 +1,389 @@
+"""Raw task datasets -> model inputs: tokenization, label encoding and sub-word label alignment.
+
+`prepare_datasets` turns each task's raw `datasets.Dataset` (with the columns its task spec names) into
+`input_ids`, `attention_mask` (and `token_type_ids` where the tokenizer makes them), `labels` and `length`.
+Label values are checked here, so a bad row fails before any training with the task, split, row and value.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from datasets import Dataset, Features, Sequence as SequenceFeature, Value
+
+from .modeling_multitask import IGNORE_INDEX
+from .tasks import MULTI_LABEL, REGRESSION, SINGLE_LABEL, SequenceClassificationTask, Task, TokenClassificationTask
+
+logger = logging.getLogger(__name__)
+
+MODEL_INPUT_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
+PREPARED_COLUMNS = (*MODEL_INPUT_COLUMNS, "labels", "length")
+#: default number of overlapping tokens between the windows a long NER sentence is split into
+DEFAULT_STRIDE = 32
+
+
+def effective_max_length(tokenizer: Any, max_length: int | None = None, model_config: Any = None) -> int:
+    """The tokenization length: `max_length` if given, else the smallest of the tokenizer's
+    `model_max_length` (often a huge sentinel) and the encoder's position-embedding count."""
+    if max_length is not None:
+        if max_length < 8:
+            raise ValueError(f"max_length={max_length} is too small to hold special tokens and text.")
+        return int(max_length)
+    limits = [getattr(tokenizer, "model_max_length", None)]
+    encoder_config = getattr(model_config, "encoder", model_config)
+    limits.append(getattr(encoder_config, "max_position_embeddings", None))
+    limits = [int(x) for x in limits if isinstance(x, (int, float)) and 0 < x < 1_000_000]
+    return min(limits) if limits else 512
+
+
+def is_prepared(dataset: Dataset) -> bool:
+    """Whether a dataset already holds model inputs (then it is used as is)."""
+    return "input_ids" in dataset.column_names and "labels" in dataset.column_names
+
+
+def _check_columns(task: Task, dataset: Dataset, split: str) -> None:
+    missing = [c for c in task.input_columns if c not in dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"Task {task.name!r} ({split}): column(s) {missing} not found; the dataset has columns "
+            f"{dataset.column_names}. Rename them or set the task's column arguments."
+        )
+    if len(dataset) == 0:
+        raise ValueError(f"Task {task.name!r} ({split}): the dataset is empty; every task needs at least one row.")
+
+
+class _LabelEncoder:
+    """Maps label values (names or integer ids) of one task to ids, with errors that locate the row."""
+
+    def __init__(self, task: Task, split: str):
+        self.task = task
+        self.split = split
+        self.label2id = task.label2id
+        self.num_labels = task.num_labels
+
+    def error(self, row: int, value: Any, what: str = "label") -> ValueError:
+        return ValueError(
+            f"Task {self.task.name!r}, split {self.split!r}, row {row}: {what} {value!r} is not in the task's "
+            f"label set; known labels are {list(self.label2id)} (or their ids 0..{self.num_labels - 1})."
+        )
+
+    def encode(self, value: Any, row: int, what: str = "label") -> int:
+        if isinstance(value, str):
+            label_id = self.label2id.get(value)
+            if label_id is None:
+                raise self.error(row, value, what)
+            return label_id
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise ValueError(
+                f"Task {self.task.name!r}, split {self.split!r}, row {row}: {what} {value!r} has type "
+                f"{type(value).__name__}; expected a label name (str) or id (int) from {list(self.label2id)}."
+            )
+        if not 0 <= int(value) < self.num_labels:
+            raise self.error(row, value, what)
+        return int(value)
+
+
+# ---------------------------------------------------------------------------- sequence classification
+def _sequence_targets(task: SequenceClassificationTask, values: Sequence[Any], rows: Sequence[int], split: str):
+    encoder = _LabelEncoder(task, split)
+    if task.problem_type == SINGLE_LABEL:
+        return [encoder.encode(v, r) for v, r in zip(values, rows)]
+    if task.problem_type == MULTI_LABEL:
+        out = []
+        for value, row in zip(values, rows):
+            if isinstance(value, str) or not isinstance(value, (list, tuple, np.ndarray)):
+                raise ValueError(
+                    f"Task {task.name!r}, split {split!r}, row {row}: multi-label value {value!r} must be a list "
+                    f"of labels from {list(task.label2id)}."
+                )
+            hot = [0.0] * task.num_labels
+            for item in value:
+                hot[encoder.encode(item, row)] = 1.0
+            out.append(hot)
+        return out
+    # regression
+    out = []
+    for value, row in zip(values, rows):
+        target = value if task.num_labels > 1 else [value]
+        if not isinstance(target, (list, tuple, np.ndarray)) or len(target) != task.num_labels:
+            raise ValueError(
+                f"Task {task.name!r}, split {split!r}, row {row}: regression target {value!r} must be "
+                f"{'a number' if task.num_labels == 1 else f'a list of {task.num_labels} numbers'}."
+            )
+        floats = []
+        for item in target:
+            if isinstance(item, (bool, str)) or not isinstance(item, (int, float, np.number)) or math.isnan(item):
+                raise ValueError(
+                    f"Task {task.name!r}, split {split!r}, row {row}: regression target {value!r} is not a "
+                    "finite number."
+                )
+            floats.append(float(item))
+        out.append(floats[0] if task.num_labels == 1 else floats)
+    return out
+
+
+def _check_texts(task: Task, column: str, texts: Sequence[Any], rows: Sequence[int], split: str) -> None:
+    for text, row in zip(texts, rows):
+        if not isinstance(text, str):
+            raise ValueError(
+                f"Task {task.name!r}, split {split!r}, row {row}: column {column!r} holds {text!r} "
+                f"({type(text).__name__}); expected a string."
+            )
+
+
+def _prepare_sequence(task: SequenceClassificationTask, dataset: Dataset, tokenizer: Any, max_length: int, split: str):
+    truncated = 0
+
+    def encode(batch: dict[str, list], rows: list[int]) -> dict[str, list]:
+        nonlocal truncated
+        texts = batch[task.text_column]
+        _check_texts(task, task.text_column, texts, rows, split)
+        pairs = None
+        if task.text_pair_column:
+            pairs = batch[task.text_pair_column]
+            _check_texts(task, task.text_pair_column, pairs, rows, split)
+        encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
+        # Only rows that hit the limit can have been cut: re-measure those without truncation.
+        full = [i for i, ids in enumerate(encoded["input_ids"]) if len(ids) >= max_length]
+        if full:
+            again = tokenizer(
+                [texts[i] for i in full], [pairs[i] for i in full] if pairs else None, truncation=False
+            )
+            truncated += sum(len(ids) > max_length for ids in again["input_ids"])
+        out = {k: encoded[k] for k in MODEL_INPUT_COLUMNS if k in encoded}
+        out["labels"] = _sequence_targets(task, batch[task.label_column], rows, split)
+        out["length"] = [len(ids) for ids in encoded["input_ids"]]
+        return out
+
+    if task.problem_type == SINGLE_LABEL:
+        label_feature = Value("int64")
+    elif task.problem_type == MULTI_LABEL or task.num_labels > 1:
+        label_feature = SequenceFeature(Value("float32"))
+    else:
+        label_feature = Value("float32")
+    prepared = _map(dataset, encode, tokenizer, label_feature, task, split)
+    if truncated:
+        logger.warning(
+            f"Task {task.name!r} ({split}): {truncated} of {len(dataset)} texts are longer than {max_length} "
+            "tokens and were truncated."
+        )
+    return prepared
+
+
+# ---------------------------------------------------------------------------- token classification
+def _best_windows(word_ids_per_window: list[np.ndarray], first_masks: list[np.ndarray]) -> list[np.ndarray]:
+    """For a sentence split into overlapping windows, label each word in exactly one window: the one where
+    its first sub-word has the most context on both sides. Returns per-window boolean keep masks."""
+    best: dict[int, tuple[int, int]] = {}  # word -> (context, window)
+    for w, (wids, first) in enumerate(zip(word_ids_per_window, first_masks)):
+        content = np.flatnonzero(wids >= 0)
+        lo, hi = content[0], content[-1]
+        for pos in np.flatnonzero(first):
+            context = min(pos - lo, hi - pos)
+            word = int(wids[pos])
+            if word not in best or context > best[word][0]:
+                best[word] = (context, w)
+    keeps = []
+    for w, (wids, first) in enumerate(zip(word_ids_per_window, first_masks)):
+        keep = np.zeros_like(first)
+        for pos in np.flatnonzero(first):
+            keep[pos] = best[int(wids[pos])][1] == w
+        keeps.append(keep)
+    return keeps
+
+
+def _prepare_tokens(
+    task: TokenClassificationTask,
+    dataset: Dataset,
+    tokenizer: Any,
+    max_length: int,
+    split: str,
+    for_training: bool,
+    stride: int,
+):
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(
+            f"Task {task.name!r}: token classification needs a fast tokenizer (word_ids() for label alignment); "
+            f"{type(tokenizer).__name__} is not one. Load it with AutoTokenizer.from_pretrained(..., use_fast=True)."
+        )
+    encoder = _LabelEncoder(task, split)
+    continuation = np.asarray(task.continuation_label_ids(), dtype=np.int64)
+    all_subwords = task.label_all_subwords and for_training
+    stride = max(0, min(stride, max_length // 2 - 2))
+    stats = {"windowed": 0, "unlabelled_words": 0}
+
+    def encode(batch: dict[str, list], rows: list[int]) -> dict[str, list]:
+        tokens_batch, tags_batch = batch[task.tokens_column], batch[task.tags_column]
+        tag_arrays = []
+        for tokens, tags, row in zip(tokens_batch, tags_batch, rows):
+            if not isinstance(tokens, (list, tuple)) or not all(isinstance(t, str) for t in tokens):
+                raise ValueError(
+                    f"Task {task.name!r}, split {split!r}, row {row}: column {task.tokens_column!r} must be a list "
+                    f"of word strings, got {tokens!r}."
+                )
+            if not isinstance(tags, (list, tuple)) or len(tags) != len(tokens):
+                raise ValueError(
+                    f"Task {task.name!r}, split {split!r}, row {row}: {len(tokens)} words in "
+                    f"{task.tokens_column!r} but {len(tags) if isinstance(tags, (list, tuple)) else tags!r} tags in "
+                    f"{task.tags_column!r}; expected one tag per word."
+                )
+            tag_arrays.append(np.asarray([encoder.encode(t, row, "tag") for t in tags], dtype=np.int64))
+        encoded = tokenizer(
+            [list(t) for t in tokens_batch],
+            is_split_into_words=True,
+            truncation=True,
+            max_length=max_length,
+            stride=stride,
+            return_overflowing_tokens=True,
+        )
+        sample_map = encoded.pop("overflow_to_sample_mapping")
+        out: dict[str, list] = {k: encoded[k] for k in MODEL_INPUT_COLUMNS if k in encoded}
+        labels: list[list[int]] = [None] * len(sample_map)  # type: ignore[list-item]
+        # Group the windows of each sentence (consecutive in the output).
+        start = 0
+        while start < len(sample_map):
+            end = start
+            while end < len(sample_map) and sample_map[end] == sample_map[start]:
+                end += 1
+            tags = tag_arrays[sample_map[start]]
+            wids = [np.asarray([-1 if w is None else w for w in encoded.word_ids(i)]) for i in range(start, end)]
+            firsts = []
+            for ids in wids:
+                prev = np.concatenate(([-1], ids[:-1]))
+                firsts.append((ids >= 0) & (ids != prev))
+            keeps = firsts if end - start == 1 else _best_windows(wids, firsts)
+            if end - start > 1:
+                stats["windowed"] += 1
+            covered = set()
+            for k, (ids, first, keep) in enumerate(zip(wids, firsts, keeps)):
+                safe = np.where(ids >= 0, ids, 0)
+                lab = np.where(keep, tags[safe], IGNORE_INDEX)
+                if all_subwords:
+                    inside = (ids >= 0) & ~first
+                    # continuation sub-words belong to the window that labels their word
+                    owner = np.zeros_like(keep)
+                    owner[first & keep] = True
+                    word_owned = set(ids[owner].tolist())
+                    cont = inside & np.isin(ids, list(word_owned))
+                    lab = np.where(cont, continuation[tags[safe]], lab)
+                labels[start + k] = lab.tolist()
+                covered.update(ids[keep].tolist())
+            stats["unlabelled_words"] += len(tags) - len(covered)
+            start = end
+        out["labels"] = labels
+        out["length"] = [len(ids) for ids in out["input_ids"]]
+        return out
+
+    prepared = _map(dataset, encode, tokenizer, SequenceFeature(Value("int64")), task, split)
+    if stats["windowed"]:
+        logger.warning(
+            f"Task {task.name!r} ({split}): {stats['windowed']} sentences are longer than {max_length} tokens and "
+            f"were split into overlapping windows (stride {stride}); every word is still labelled once."
+        )
+    if stats["unlabelled_words"]:
+        logger.warning(
+            f"Task {task.name!r} ({split}): {stats['unlabelled_words']} words produce no sub-word tokens "
+            "(e.g. control or zero-width characters) and are left out of training and evaluation."
+        )
+    return prepared
+
+
+def _map(dataset: Dataset, fn, tokenizer: Any, label_feature, task: Task, split: str) -> Dataset:
+    probe = tokenizer("probe")
+    features = {k: SequenceFeature(Value("int8" if k != "input_ids" else "int32")) for k in MODEL_INPUT_COLUMNS}
+    features = {k: v for k, v in features.items() if k in probe}
+    features["labels"] = label_feature
+    features["length"] = Value("int32")
+    return dataset.map(
+        fn,
+        batched=True,
+        batch_size=1000,
+        with_indices=True,
+        remove_columns=dataset.column_names,
+        features=Features(features),
+        desc=f"Tokenizing {task.name} ({split})",
+    )
+
+
+def prepare_dataset(
+    task: Task,
+    dataset: Dataset,
+    tokenizer: Any,
+    *,
+    split: str = "train",
+    max_length: int | None = None,
+    for_training: bool | None = None,
+    stride: int = DEFAULT_STRIDE,
+) -> Dataset:
+    """Tokenize one task's raw dataset and encode/align its labels (see `prepare_datasets`)."""
+    if is_prepared(dataset):
+        return dataset
+    _check_columns(task, dataset, split)
+    max_length = effective_max_length(tokenizer, max_length)
+    if for_training is None:
+        for_training = split == "train"
+    if isinstance(task, TokenClassificationTask):
+        return _prepare_tokens(task, dataset, tokenizer, max_length, split, for_training, stride)
+    if isinstance(task, SequenceClassificationTask):
+        return _prepare_sequence(task, dataset, tokenizer, max_length, split)
+    raise TypeError(f"Unsupported task spec {type(task).__name__} for task {task.name!r}.")
+
+
+def prepare_datasets(
+    datasets: Mapping[str, Dataset],
+    tasks: Sequence[Task] | Any,
+    tokenizer: Any,
+    *,
+    split: str = "train",
+    max_length: int | None = None,
+    for_training: bool | None = None,
+    stride: int = DEFAULT_STRIDE,
+) -> dict[str, Dataset]:
+    """Turn raw per-task datasets into model inputs.
+
+    Args:
+        datasets: task name -> raw `datasets.Dataset` with the columns that task's spec names (a
+            `DatasetDict` keyed by task works too). Datasets that already hold `input_ids` and `labels`
+            are passed through unchanged.
+        tasks: the task specs, or a `MultiTaskModel`/`MultiTaskConfig` to read them from.
+        tokenizer: a (fast) tokenizer of the encoder.
+        split: split name, used in messages; `"train"` also selects training-time label alignment.
+        max_length: tokenization length (default: the tokenizer's and encoder's limit). Longer texts are
+            truncated with a counted warning; longer NER sentences are split into overlapping windows so
+            every word is labelled exactly once.
+        for_training: with `label_all_subwords=True`, label every sub-word (training) or only the first
+            (evaluation, one prediction per word). Defaults to `split == "train"`.
+        stride: overlap in tokens between the windows of a long NER sentence.
+
+    Returns:
+        task name -> dataset with `input_ids`, `attention_mask` (`token_type_ids`), `labels`, `length`.
+    """
+    if not isinstance(tasks, Sequence):
+        from .tasks import tasks_from_config
+
+        tasks = tasks_from_config(tasks)
+    by_name = {t.name: t for t in tasks}
+    unknown = [name for name in datasets if name not in by_name]
+    if unknown:
+        raise KeyError(
+            f"Dataset key(s) {unknown} ({split}) are not tasks of the model; its tasks are {list(by_name)}."
+        )
+    return {
+        name: prepare_dataset(
+            by_name[name],
+            dataset,
+            tokenizer,
+            split=split,
+            max_length=max_length,
+            for_training=for_training,
+            stride=stride,
+        )
+        for name, dataset in datasets.items()
+    }
+
+
+__all__ = ["DEFAULT_STRIDE", "effective_max_length", "is_prepared", "prepare_dataset", "prepare_datasets"]
