@@ -88,6 +88,8 @@ class MultiTaskConfig(PreTrainedConfig):
             Dropout in the heads; defaults to the encoder's `hidden_dropout_prob` (or 0.1).
         base_model_name_or_path (`str`, *optional*):
             Where the encoder weights came from (recorded for model cards and tokenizer loading).
+        pad_token_id (`int`, *optional*):
+            Padding id; defaults to the encoder's.
     """
 
     model_type = "hf_mtl"
@@ -101,6 +103,7 @@ class MultiTaskConfig(PreTrainedConfig):
     pooling: str = "mean"
     classifier_dropout: float | None = None
     base_model_name_or_path: str | None = None
+    pad_token_id: int | None = None
 
     def __post_init__(self, **kwargs):
         if isinstance(self.encoder, dict) and SubConfigSpec is None:  # pragma: no cover
@@ -115,6 +118,9 @@ class MultiTaskConfig(PreTrainedConfig):
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling={self.pooling!r} is not supported; expected one of {list(POOLING_MODES)}.")
         super().__post_init__(**kwargs)
+        if self.pad_token_id is None and self.encoder is not None:
+            # mirrored from the encoder so tokenizer/config alignment (Trainer, pipelines) finds it
+            self.pad_token_id = getattr(self.encoder, "pad_token_id", None)
 
     @property
     def task_names(self) -> list[str]:
