@@ -291,7 +291,22 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
                 config = MultiTaskConfig.from_pretrained(pretrained_model_name_or_path, **config_kwargs)
             config = cls._config_with_tasks(config, _task_entries(tasks))
             kwargs["config"] = config
-        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model._realign_cpu_tensors()
+        return loaded
+
+    @torch.no_grad()
+    def _realign_cpu_tensors(self, alignment: int = 64) -> None:
+        """Copy CPU weights that were memory-mapped at unaligned offsets into fresh (aligned) memory.
+
+        safetensors data is only 8-byte aligned; on such tensors CPU BLAS takes other code paths, and a
+        reloaded model's logits would differ from the saved model's in the last bits. Aligned copies make
+        the round trip bit-exact (and avoid slower unaligned kernels).
+        """
+        for tensor in [*self.parameters(), *self.buffers()]:
+            if tensor.device.type == "cpu" and tensor.numel() and tensor.data_ptr() % alignment:
+                tensor.data = tensor.data.clone()
 
     @staticmethod
     def _config_with_tasks(config: MultiTaskConfig, entries: list[dict[str, Any]]) -> MultiTaskConfig:
