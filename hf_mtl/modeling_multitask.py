@@ -116,6 +116,56 @@ def _accepts_kwarg(callable_obj: Any, name: str) -> bool:
     return name in params
 
 
+def _check_safetensors_file(path: str) -> None:
+    """Raise if a safetensors file is shorter (or longer) than its header says: cut short by an interrupted
+    download, copy or save. Reads only the header."""
+    import re
+
+    size = os.path.getsize(path)
+    expected = None
+    with open(path, "rb") as handle:
+        header_size = int.from_bytes(handle.read(8), "little")
+        if size >= 8 and header_size <= size - 8:
+            header = handle.read(header_size).decode("utf-8", errors="replace")
+            ends = [int(end) for end in re.findall(r'"data_offsets"\s*:\s*\[\s*\d+\s*,\s*(\d+)\s*\]', header)]
+            if header.lstrip().startswith("{") and header.rstrip().endswith("}"):
+                expected = 8 + header_size + max(ends, default=0)
+    if expected != size:
+        described = f"its header describes {expected} bytes" if expected is not None else "its header is unreadable"
+        raise OSError(
+            f"{path} is truncated or corrupt: {described}, the file has {size}. It was probably cut short by an "
+            "interrupted download, copy or save; download or save it again."
+        )
+
+
+def _check_safetensors_checkpoint(pretrained_model_name_or_path: Any, kwargs: dict[str, Any]) -> None:
+    """hf_mtl checkpoints load weights from safetensors only (pickle files can run code when loaded); a local
+    checkpoint's safetensors files are checked for truncation first, for a clear error."""
+    if kwargs.get("use_safetensors") is False:
+        raise ValueError("hf_mtl checkpoints load weights from safetensors only; use_safetensors=False is not supported.")
+    kwargs["use_safetensors"] = True
+    if pretrained_model_name_or_path is None:
+        return
+    directory = os.fspath(pretrained_model_name_or_path)
+    if kwargs.get("subfolder"):
+        directory = os.path.join(directory, kwargs["subfolder"])
+    if not os.path.isdir(directory):
+        return
+    present = [os.path.join(directory, n) for n in sorted(os.listdir(directory)) if n.endswith(".safetensors")]
+    if not present:
+        pickles = [
+            n for n in ("pytorch_model.bin", "pytorch_model.bin.index.json") if os.path.isfile(os.path.join(directory, n))
+        ]
+        if pickles:
+            raise OSError(
+                f"{directory} holds its weights only as a pickle ({pickles[0]}); hf_mtl loads weights from "
+                "safetensors only, since loading a pickle can run code. Convert it with a tool you trust, e.g. "
+                "`model.save_pretrained(dir)` in an environment where you trust the file."
+            )
+    for path in present:
+        _check_safetensors_file(path)
+
+
 def _head_loss(task: Mapping[str, Any], logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-batch mean loss of one head (token heads: mean over labelled tokens)."""
     problem_type = task["problem_type"]
@@ -277,7 +327,10 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         With `tasks=`, the model gets exactly those heads in that order: heads of tasks already in the
         checkpoint keep their trained weights (their label sets must match), new tasks get fresh heads,
         and checkpoint tasks not listed are dropped. Everything else is `PreTrainedModel.from_pretrained`.
+
+        Weights load from safetensors only (never from a pickle), and a truncated weights file is an error.
         """
+        _check_safetensors_checkpoint(pretrained_model_name_or_path, kwargs)
         if tasks is not None:
             if kwargs.get("config") is not None and not isinstance(kwargs["config"], MultiTaskConfig):
                 raise TypeError("config= must be a MultiTaskConfig when tasks= is given.")

@@ -137,6 +137,7 @@ def _check_texts(task: Task, column: str, texts: Sequence[Any], rows: Sequence[i
 
 def _prepare_sequence(task: SequenceClassificationTask, dataset: Dataset, tokenizer: Any, max_length: int, split: str):
     truncated = 0
+    skipped: list[int] = []
 
     def encode(batch: dict[str, list], rows: list[int]) -> dict[str, list]:
         nonlocal truncated
@@ -146,6 +147,16 @@ def _prepare_sequence(task: SequenceClassificationTask, dataset: Dataset, tokeni
         if task.text_pair_column:
             pairs = batch[task.text_pair_column]
             _check_texts(task, task.text_pair_column, pairs, rows, split)
+        keep = [i for i in range(len(texts)) if texts[i].strip() and (pairs is None or pairs[i].strip())]
+        if len(keep) < len(texts):  # empty or whitespace-only text: nothing to learn from or score
+            kept = set(keep)
+            skipped.extend(rows[i] for i in range(len(texts)) if i not in kept)
+            batch = {k: [v[i] for i in keep] for k, v in batch.items()}
+            rows = [rows[i] for i in keep]
+            texts = batch[task.text_column]
+            pairs = batch[task.text_pair_column] if task.text_pair_column else None
+            if not texts:
+                return _no_rows(tokenizer)
         encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
         # Only rows that hit the limit can have been cut: re-measure those without truncation.
         full = [i for i, ids in enumerate(encoded["input_ids"]) if len(ids) >= max_length]
@@ -166,6 +177,7 @@ def _prepare_sequence(task: SequenceClassificationTask, dataset: Dataset, tokeni
     else:
         label_feature = Value("float32")
     prepared = _map(dataset, encode, tokenizer, label_feature, task, split)
+    _report_skipped(task, split, len(dataset), len(prepared), skipped, "empty or whitespace-only text")
     if truncated:
         logger.warning(
             f"Task {task.name!r} ({split}): {truncated} of {len(dataset)} texts are longer than {max_length} "
@@ -215,10 +227,20 @@ def _prepare_tokens(
     all_subwords = task.label_all_subwords and for_training
     stride = max(0, min(stride, max_length // 2 - 2))
     stats = {"windowed": 0, "unlabelled_words": 0}
+    skipped: list[int] = []
 
     def encode(batch: dict[str, list], rows: list[int]) -> dict[str, list]:
         tokens_batch, tags_batch = batch[task.tokens_column], batch[task.tags_column]
         tag_arrays = []
+        empty = [i for i, tokens in enumerate(tokens_batch) if isinstance(tokens, (list, tuple)) and not tokens]
+        if empty:  # a sentence without words has nothing to tag
+            skipped.extend(rows[i] for i in empty)
+            empty_set = set(empty)
+            kept = [i for i in range(len(tokens_batch)) if i not in empty_set]
+            tokens_batch, tags_batch = [tokens_batch[i] for i in kept], [tags_batch[i] for i in kept]
+            rows = [rows[i] for i in kept]
+            if not rows:
+                return _no_rows(tokenizer)
         for tokens, tags, row in zip(tokens_batch, tags_batch, rows):
             if not isinstance(tokens, (list, tuple)) or not all(isinstance(t, str) for t in tokens):
                 raise ValueError(
@@ -279,6 +301,7 @@ def _prepare_tokens(
         return out
 
     prepared = _map(dataset, encode, tokenizer, SequenceFeature(Value("int64")), task, split)
+    _report_skipped(task, split, len(dataset), len(prepared), skipped, "an empty word list")
     if stats["windowed"]:
         logger.warning(
             f"Task {task.name!r} ({split}): {stats['windowed']} sentences are longer than {max_length} tokens and "
@@ -290,6 +313,25 @@ def _prepare_tokens(
             "(e.g. control or zero-width characters) and are left out of training and evaluation."
         )
     return prepared
+
+
+def _no_rows(tokenizer: Any) -> dict[str, list]:
+    """The output of a batch whose rows were all skipped."""
+    probe = tokenizer("probe")
+    return {**{k: [] for k in MODEL_INPUT_COLUMNS if k in probe}, "labels": [], "length": []}
+
+
+def _report_skipped(task: Task, split: str, total: int, left: int, skipped: list[int], reason: str) -> None:
+    """Log how many rows were skipped and which; no rows left is an error."""
+    if not skipped:
+        return
+    shown = ", ".join(map(str, sorted(skipped)[:10])) + (", ..." if len(skipped) > 10 else "")
+    if left == 0:
+        raise ValueError(
+            f"Task {task.name!r} ({split}): no rows left: all {total} rows have {reason} (rows {shown}), and "
+            "every task needs at least one row."
+        )
+    logger.warning(f"Task {task.name!r} ({split}): skipped {len(skipped)} of {total} rows with {reason} (rows {shown}).")
 
 
 def _map(dataset: Dataset, fn, tokenizer: Any, label_feature, task: Task, split: str) -> Dataset:

@@ -7,23 +7,35 @@ What it adds to the plain Trainer, and nothing more:
   running loss as `<task>_loss`;
 - `evaluate()` scores every task with its own metrics (`eval_<task>_<metric>`) and adds `eval_average`
   (mean of the tasks' main metrics) and `eval_loss` (mean of their losses), so
-  `metric_for_best_model="average"` works with `load_best_model_at_end`.
+  `metric_for_best_model="average"` works with `load_best_model_at_end`;
+- under DDP, heads a step does not use join the graph cheaply instead of DDP's unused-parameter scan, and
+  their zero gradients are dropped before the optimizer step (docs/distributed.md); a launcher that starts
+  several processes which do not form one group (CPU without `use_cpu=True`) is an error;
+- checkpoints carry `multitask_state.json` (sampler settings and epoch, running per-task losses), so a
+  resumed run continues the same batch order and loss history; `resume_from_checkpoint=True` skips
+  checkpoints cut short while being written, and weights load from safetensors only.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import re
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 from datasets import Dataset
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from transformers import AutoTokenizer, Trainer, TrainingArguments
-from transformers.trainer_utils import EvalPrediction, speed_metrics
-from transformers.utils import logging
+from transformers import AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalPrediction, speed_metrics
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME, logging
 
 from .collator import MultiTaskDataCollator
 from .metrics import compute_task_metrics
@@ -34,6 +46,9 @@ from .tasks import Task, tasks_from_config
 from .training_args import MultiTaskTrainingArguments
 
 logger = logging.get_logger(__name__)
+
+#: written into every checkpoint: batch sampler settings and epoch, running losses since the last log
+MULTITASK_STATE_NAME = "multitask_state.json"
 
 #: defaults for the multi-task fields when a plain `TrainingArguments` is passed
 _ARG_DEFAULTS = {
@@ -57,6 +72,22 @@ class _SortedIndexSampler(torch.utils.data.Sampler[int]):
 
     def __len__(self) -> int:
         return len(self.order)
+
+
+class _MultiTaskStateCallback(TrainerCallback):
+    """Internal: keeps the sampler's epoch, the resumed state and unused heads' gradients in step with the loop."""
+
+    def __init__(self, trainer: MultiTaskTrainer):
+        self._trainer = weakref.ref(trainer)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._trainer()._restore_multitask_state()
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self._trainer()._set_sampler_epoch(state)
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self._trainer()._drop_unused_head_grads()
 
 
 class MultiTaskTrainer(Trainer):
@@ -114,6 +145,9 @@ class MultiTaskTrainer(Trainer):
         self.eval_datasets = self._prepare(eval_dataset, "eval", processing_class) if eval_dataset is not None else None
         if data_collator is None:
             data_collator = MultiTaskDataCollator(processing_class, self.tasks)
+        if getattr(args, "ddp_find_unused_parameters", None) is None:
+            # Heads a step does not use take part through `_unused_heads_term` instead of DDP's graph scan.
+            args.ddp_find_unused_parameters = False
         super().__init__(
             model=model,
             args=args,
@@ -125,6 +159,12 @@ class MultiTaskTrainer(Trainer):
         )
         # running per-task training loss since the last log: [sum, count] per task, on the model's device
         self._task_loss = torch.zeros(len(self.tasks), 2, dtype=torch.float64)
+        self._check_distributed_launch()
+        # tasks whose head ran on this process since the last optimizer step (see `_drop_unused_head_grads`)
+        self._heads_used = torch.zeros(len(self.tasks), dtype=torch.float32)
+        self._train_batch_sampler: MultiTaskBatchSampler | None = None
+        self._resume_state: dict[str, Any] | None = None
+        self.add_callback(_MultiTaskStateCallback(self))
 
     # ------------------------------------------------------------------ data
     def _check_keys(self, mapping: Mapping[str, Any], what: str) -> None:
@@ -190,6 +230,7 @@ class MultiTaskTrainer(Trainer):
         if self.train_dataset is None:
             raise ValueError("MultiTaskTrainer: training requires a train_dataset.")
         sampler = self.make_batch_sampler(self.train_dataset)
+        self._train_batch_sampler = sampler
         loader = DataLoader(self.train_dataset, batch_sampler=sampler, **self._loader_params())
         return self.accelerator.prepare(loader)
 
@@ -226,9 +267,12 @@ class MultiTaskTrainer(Trainer):
             index = self.tasks.index(self.task_by_name[task_name])
             self._task_loss[index, 0] += float(loss.detach())
             self._task_loss[index, 1] += 1
+            self._heads_used[index] += 1
         weight = self.task_weights.get(task_name, 1.0)
         if weight != 1.0:
             loss = loss * weight
+        if model.training and self._touches_unused_heads(model):
+            loss = loss + self._unused_heads_term(model, task_name)
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -243,6 +287,220 @@ class MultiTaskTrainer(Trainer):
                     logs[f"{task.name}_loss"] = round(loss_sum / count, 6)
             self._task_loss.zero_()
         super().log(logs, start_time)
+
+    # ------------------------------------------------------------------ distributed training
+    def _check_distributed_launch(self) -> None:
+        """Fail when a launcher started several processes that do not form one training group (each would
+        train and save its own model; on CPU this is what happens without `use_cpu=True`)."""
+        try:
+            launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        except ValueError:
+            return
+        if launched > 1 and self.accelerator.num_processes == 1:
+            raise RuntimeError(
+                f"This process is one of {launched} started by a launcher (WORLD_SIZE={launched}, e.g. torchrun or "
+                "accelerate launch), but the trainer runs as a single process: every process would train its own "
+                "copy of the model on the full data and overwrite the others' checkpoints. On a machine without "
+                "GPUs pass use_cpu=True (TrainingArguments / --use_cpu) so the processes form one gloo group; "
+                "with GPUs, make sure every process sees CUDA."
+            )
+
+    @staticmethod
+    def _touches_unused_heads(model: torch.nn.Module) -> bool:
+        return isinstance(model, DistributedDataParallel) and not model.find_unused_parameters
+
+    @staticmethod
+    def _unused_heads_term(model: DistributedDataParallel, task_name: str) -> torch.Tensor:
+        """`0 * sum(parameters of every other head)`: puts each head in the step's autograd graph, so DDP with
+        `find_unused_parameters=False` sees a gradient for every parameter without scanning the graph each
+        step. The resulting zero gradients are dropped before the optimizer step (`_drop_unused_head_grads`)."""
+        terms = [
+            p.sum()
+            for name, head in model.module.heads.items()
+            if name != task_name
+            for p in head.parameters()
+            if p.requires_grad
+        ]
+        return torch.stack(terms).sum() * 0.0 if terms else torch.zeros(())
+
+    def _drop_unused_head_grads(self) -> None:
+        """Before each optimizer step: the heads that no process used since the last step get `grad=None`, so
+        the optimizer leaves them alone (no momentum or weight-decay update), as in single-process training."""
+        used, self._heads_used = self._heads_used, torch.zeros_like(self._heads_used)
+        model = self.model_wrapped
+        if not self._touches_unused_heads(model):
+            return
+        used = self.accelerator.reduce(used.to(self.args.device), reduction="sum").cpu()
+        for task, count in zip(self.tasks, used.tolist()):
+            if count == 0:
+                for param in model.module.heads[task.name].parameters():
+                    param.grad = None
+
+    def _set_sampler_epoch(self, state: Any) -> None:
+        """Select the epoch's batch order on the sampler itself: accelerate's `set_epoch` does not reach it
+        through two wrappers (`SkipBatchSampler` around `BatchSamplerShard` when a multi-process run resumes)."""
+        if self._train_batch_sampler is not None:
+            self._train_batch_sampler.set_epoch(int(math.floor(state.epoch or 0)))
+
+    # ------------------------------------------------------------------ checkpoints and resume
+    @staticmethod
+    def _sampler_settings(sampler: MultiTaskBatchSampler) -> dict[str, Any]:
+        """What determines the batch order (with the epoch): a resumed run must see the same."""
+        return {
+            "task_names": list(sampler.task_names),
+            "task_sizes": list(sampler.task_sizes),
+            "batch_size": sampler._batch_size,
+            "strategy": sampler.strategy,
+            "temperature": sampler.temperature,
+            "max_examples_per_task": sampler.max_examples_per_task,
+            "group_by_length": sampler.group_by_length,
+            "drop_last": sampler.drop_last,
+            "seed": sampler.seed,
+        }
+
+    def _multitask_state(self) -> dict[str, Any]:
+        """The training state a checkpoint needs beyond the Trainer's: sampler settings and epoch, and the
+        running losses since the last log (summed over processes). Collective: every process calls it."""
+        totals = self._task_loss.to(self.args.device)
+        tr_loss = getattr(self, "_tr_loss", None)
+        since_log = (
+            tr_loss.detach().reshape(1).to(self.args.device, torch.float64)
+            if isinstance(tr_loss, torch.Tensor)
+            else torch.zeros(1, dtype=torch.float64, device=self.args.device)
+        )
+        if self.args.world_size > 1:
+            totals = self.accelerator.reduce(totals, reduction="sum")
+            since_log = self.accelerator.reduce(since_log, reduction="mean")
+        sampler = self._train_batch_sampler
+        return {
+            "format": 1,
+            "world_size": self.args.world_size,
+            "sampler": {**self._sampler_settings(sampler), "epoch": sampler.epoch} if sampler is not None else None,
+            "task_loss_since_log": {t.name: row for t, row in zip(self.tasks, totals.cpu().tolist())},
+            "loss_since_log": float(since_log.item()),
+            "last_logged_step": int(getattr(self, "_globalstep_last_logged", self.state.global_step)),
+        }
+
+    def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
+        """Adds `multitask_state.json` to the checkpoint, before the Trainer's files: `trainer_state.json`,
+        written last, marks a complete checkpoint."""
+        state = self._multitask_state()
+        if self.args.should_save:
+            folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            output_dir = os.path.join(self._get_output_dir(trial=trial), folder)
+            os.makedirs(output_dir, exist_ok=True)
+            with open(os.path.join(output_dir, MULTITASK_STATE_NAME), "w", encoding="utf-8") as handle:
+                json.dump(state, handle, indent=2)
+        super()._save_checkpoint(model, trial)
+
+    @staticmethod
+    def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+        """The newest `checkpoint-<step>` folder of `output_dir` that was written completely (it has
+        `trainer_state.json`, the last file a checkpoint gets); None if there is none."""
+        if not os.path.isdir(output_dir):
+            return None
+        steps = {}
+        for name in os.listdir(output_dir):
+            match = re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", name)
+            if match and os.path.isdir(os.path.join(output_dir, name)):
+                steps[int(match.group(1))] = os.path.join(output_dir, name)
+        for step in sorted(steps, reverse=True):
+            if os.path.isfile(os.path.join(steps[step], TRAINER_STATE_NAME)):
+                return steps[step]
+            logger.warning(f"Skipping incomplete checkpoint {steps[step]} (no {TRAINER_STATE_NAME}).")
+        return None
+
+    def _resolve_checkpoint(self, checkpoint: str | os.PathLike | bool) -> str:
+        if checkpoint is True:
+            found = self.last_complete_checkpoint(self.args.output_dir)
+            if found is None:
+                raise ValueError(f"No complete checkpoint found in output directory ({self.args.output_dir}).")
+            return found
+        checkpoint = os.fspath(checkpoint)
+        if not os.path.isdir(checkpoint):
+            raise FileNotFoundError(f"resume_from_checkpoint={checkpoint!r} is not a directory.")
+        if not os.path.isfile(os.path.join(checkpoint, TRAINER_STATE_NAME)):
+            raise ValueError(
+                f"{checkpoint} is not a complete checkpoint: it has no {TRAINER_STATE_NAME} (the last file written, "
+                "so the run probably stopped while saving it). Resume from an earlier checkpoint, or pass "
+                "resume_from_checkpoint=True to use the newest complete one."
+            )
+        return checkpoint
+
+    def train(
+        self,
+        resume_from_checkpoint: str | bool | None = None,
+        trial: Any = None,
+        ignore_keys_for_eval: list[str] | None = None,
+        **kwargs: Any,
+    ):
+        """`Trainer.train`; `resume_from_checkpoint=True` picks the newest *complete* checkpoint, and a resumed
+        run also restores the task batch order (sampler settings and epoch) and the running per-task losses."""
+        self._resume_state = None
+        if resume_from_checkpoint is not None and resume_from_checkpoint is not False:
+            resume_from_checkpoint = self._resolve_checkpoint(resume_from_checkpoint)
+            path = os.path.join(resume_from_checkpoint, MULTITASK_STATE_NAME)
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8") as handle:
+                    self._resume_state = json.load(handle)
+            else:
+                logger.warning(
+                    f"{resume_from_checkpoint} has no {MULTITASK_STATE_NAME}: the batch order is replayed from the "
+                    "seed, but the per-task losses since the last log are lost."
+                )
+        return super().train(
+            resume_from_checkpoint=resume_from_checkpoint, trial=trial, ignore_keys_for_eval=ignore_keys_for_eval, **kwargs
+        )
+
+    def _restore_multitask_state(self) -> None:
+        """At the start of a resumed run (after the Trainer reset its counters): check the sampler settings
+        against the checkpoint's, restore its epoch and the running losses since the last log."""
+        state, self._resume_state = self._resume_state, None
+        if state is None:
+            return
+        saved = state.get("sampler")
+        sampler = self._train_batch_sampler
+        if saved and sampler is not None:
+            current = self._sampler_settings(sampler)
+            changed = {k: (saved.get(k), v) for k, v in current.items() if saved.get(k) != v}
+            if changed:
+                details = "; ".join(f"{k}: checkpoint {old!r}, now {new!r}" for k, (old, new) in changed.items())
+                message = (
+                    f"The training data or sampling settings differ from the checkpoint's ({details}), so resuming "
+                    "would not continue the same batch order."
+                )
+                if not self.args.ignore_data_skip:
+                    raise ValueError(
+                        message + " Restore them, or pass ignore_data_skip=True to resume the weights and optimizer "
+                        "anyway (the current epoch then starts over with the new order)."
+                    )
+                logger.warning(message)
+            sampler.set_epoch(int(saved["epoch"]))
+        if state.get("world_size") not in (None, self.args.world_size):
+            logger.warning(
+                f"The checkpoint was written by {state['world_size']} processes and this run has "
+                f"{self.args.world_size}: batches are dealt to processes differently from here on."
+            )
+        self._task_loss.zero_()
+        if self.args.process_index == 0:  # totals over processes; log() sums them again
+            for index, task in enumerate(self.tasks):
+                loss_sum, count = state.get("task_loss_since_log", {}).get(task.name, (0.0, 0))
+                self._task_loss[index, 0] = float(loss_sum)
+                self._task_loss[index, 1] = float(count)
+        tr_loss = getattr(self, "_tr_loss", None)
+        if isinstance(tr_loss, torch.Tensor) and "loss_since_log" in state:
+            tr_loss += float(state["loss_since_log"])
+            self._globalstep_last_logged = min(int(state["last_logged_step"]), self.state.global_step)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
+        """Weights are loaded from safetensors only: a checkpoint holding only pickle weights is refused."""
+        has = lambda name: os.path.isfile(os.path.join(resume_from_checkpoint, name))  # noqa: E731
+        if not (has(SAFE_WEIGHTS_NAME) or has(SAFE_WEIGHTS_INDEX_NAME)) and (has(WEIGHTS_NAME) or has(WEIGHTS_INDEX_NAME)):
+            raise ValueError(
+                f"{resume_from_checkpoint} holds its weights only as a pickle ({WEIGHTS_NAME}); hf_mtl loads weights "
+                f"from safetensors only. Convert them with a trusted tool to {SAFE_WEIGHTS_NAME}."
+            )
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(

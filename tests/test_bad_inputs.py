@@ -1,0 +1,221 @@
+"""Bad input, everywhere: each case is a clear error (naming task, split, row and value where there is one)
+or a documented, counted skip (a warning with the count and the rows). Nothing is silently wrong."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoConfig, AutoModel
+
+SCRIPTS = Path(__file__).parent / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+import mtl_fixture  # noqa: E402
+
+import hf_mtl  # noqa: E402
+from hf_mtl import (  # noqa: E402
+    MultiTaskConfig,
+    MultiTaskModel,
+    MultiTaskTrainer,
+    MultiTaskTrainingArguments,
+    SequenceClassificationTask,
+    prepare_datasets,
+)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return mtl_fixture.tokenizer()
+
+
+def trainer_with(tok, tmp_path, train=None, eval=None, **arg_overrides) -> MultiTaskTrainer:
+    args = MultiTaskTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", **arg_overrides)
+    return MultiTaskTrainer(
+        model=mtl_fixture.model(), args=args, train_dataset=train, eval_dataset=eval, processing_class=tok
+    )
+
+
+def sentiment(texts, labels) -> dict[str, Dataset]:
+    return {"sentiment": Dataset.from_dict({"text": texts, "label": labels})}
+
+
+# ---------------------------------------------------------------------------- labels
+def test_label_not_in_label_set(tok, tmp_path):
+    with pytest.raises(ValueError, match=r"Task 'sentiment', split 'train', row 2: label 'neutral' is not in the task's label set"):
+        trainer_with(tok, tmp_path, train=sentiment(["a", "b", "c"], ["positive", "negative", "neutral"]))
+    with pytest.raises(ValueError, match=r"split 'validation', row 1: label 5 is not in the task's label set"):
+        trainer_with(tok, tmp_path, eval=sentiment(["a", "b"], [0, 5]))
+
+
+@pytest.mark.parametrize(
+    ("labels", "shown"),
+    [([0.0, 1.0], "label 0.0 has type float"), ([[0], [1]], r"label \[0\] has type list"), ([True, False], "label True has type bool")],
+)
+def test_label_column_of_wrong_type(tok, tmp_path, labels, shown):
+    with pytest.raises(ValueError, match=rf"Task 'sentiment', split 'train', row 0: {shown}; expected a label name"):
+        trainer_with(tok, tmp_path, train=sentiment(["a", "b"], labels))
+
+
+def test_multi_label_row_with_unknown_label(tok, tmp_path):
+    train = {"topics": Dataset.from_dict({"text": ["a", "b"], "label": [["World"], ["Sports", "Weather"]]})}
+    with pytest.raises(ValueError, match=r"Task 'topics', split 'train', row 1: label 'Weather' is not in the task's label set"):
+        trainer_with(tok, tmp_path, train=train)
+    single = {"topics": Dataset.from_dict({"text": ["a"], "label": ["World"]})}  # not a list
+    with pytest.raises(ValueError, match=r"row 0: multi-label value 'World' must be a list"):
+        trainer_with(tok, tmp_path, train=single)
+
+
+# ---------------------------------------------------------------------------- token classification rows
+def test_ner_row_whose_tags_and_tokens_differ_in_length(tok, tmp_path):
+    train = {"ner": Dataset.from_dict({"tokens": [["John", "lives"], ["in", "Paris", "now"]],
+                                       "tags": [["B-PER", "O"], ["O", "B-LOC"]]})}
+    with pytest.raises(ValueError, match=r"Task 'ner', split 'train', row 1: 3 words in 'tokens' but 2 tags in 'tags'"):
+        trainer_with(tok, tmp_path, train=train)
+
+
+def test_empty_tokens_list_is_a_counted_skip(tok, tmp_path, caplog):
+    train = {"ner": Dataset.from_dict({"tokens": [["John"], [], ["Paris"], []],
+                                       "tags": [["B-PER"], [], ["B-LOC"], []]})}
+    with caplog.at_level(logging.WARNING, logger="hf_mtl.preprocessing"):
+        trainer = trainer_with(tok, tmp_path, train=train)
+    assert len(trainer.train_datasets["ner"]) == 2
+    assert "Task 'ner' (train): skipped 2 of 4 rows with an empty word list (rows 1, 3)" in caplog.text
+
+
+# ---------------------------------------------------------------------------- texts
+@pytest.mark.parametrize("blank", ["", "   ", "\t\n", "\u3000\u00a0"], ids=["empty", "spaces", "tab-newline", "unicode-spaces"])
+def test_empty_or_whitespace_text_is_a_counted_skip(tok, tmp_path, caplog, blank):
+    with caplog.at_level(logging.WARNING, logger="hf_mtl.preprocessing"):
+        trainer = trainer_with(tok, tmp_path, train=sentiment(["good", blank, "bad"], [1, 1, 0]),
+                               eval=sentiment([blank, "fine"], [0, 1]))
+    assert trainer.train_datasets["sentiment"]["labels"] == [1, 0]
+    assert len(trainer.eval_datasets["sentiment"]) == 1
+    assert "Task 'sentiment' (train): skipped 1 of 3 rows with empty or whitespace-only text (rows 1)" in caplog.text
+    assert "Task 'sentiment' (validation): skipped 1 of 2 rows" in caplog.text
+
+
+def test_text_pair_with_an_empty_side_is_a_counted_skip(tok, caplog):
+    task = SequenceClassificationTask("nli", ["yes", "no"], text_pair_column="hypothesis")
+    data = Dataset.from_dict({"text": ["a cat", "a dog", ""], "hypothesis": ["an animal", " ", "x"], "label": [0, 1, 0]})
+    with caplog.at_level(logging.WARNING, logger="hf_mtl.preprocessing"):
+        prepared = prepare_datasets({"nli": data}, [task], tok)
+    assert len(prepared["nli"]) == 1
+    assert "skipped 2 of 3 rows with empty or whitespace-only text (rows 1, 2)" in caplog.text
+
+
+def test_text_that_is_not_a_string(tok, tmp_path):
+    with pytest.raises(ValueError, match=r"row 1: column 'text' holds None \(NoneType\); expected a string"):
+        trainer_with(tok, tmp_path, train=sentiment(["good", None], [1, 0]))
+
+
+# ---------------------------------------------------------------------------- empty tasks
+def test_task_with_zero_rows_after_filtering(tok, tmp_path):
+    data = mtl_fixture.datasets()
+    data["sentiment"] = data["sentiment"].filter(lambda row: False)
+    with pytest.raises(ValueError, match=r"Task 'sentiment' \(train\): the dataset is empty"):
+        trainer_with(tok, tmp_path, train=data)
+    with pytest.raises(ValueError, match=r"Task 'sentiment' \(train\): no rows left: all 2 rows have empty or whitespace-only text"):
+        trainer_with(tok, tmp_path, train=sentiment(["", " "], [0, 1]))
+    with pytest.raises(ValueError, match=r"Task 'ner' \(train\): no rows left: all 1 rows have an empty word list"):
+        trainer_with(tok, tmp_path, train={"ner": Dataset.from_dict({"tokens": [[]], "tags": [[]]})})
+
+
+# ---------------------------------------------------------------------------- tasks and keys
+def test_two_tasks_with_the_same_name():
+    tasks = [mtl_fixture.tasks()[0], SequenceClassificationTask("sentiment", ["bad", "good", "meh"])]
+    with pytest.raises(ValueError, match=r"Task names must be unique; \['sentiment'\] appear more than once"):
+        MultiTaskConfig(encoder=mtl_fixture.model().config.encoder, tasks=[t.to_config_dict() for t in tasks])
+    with pytest.raises(ValueError, match="Task names must be unique"):
+        hf_mtl.tasks.check_unique_names(tasks)
+
+
+def test_dataset_key_that_is_not_a_model_task(tok, tmp_path):
+    data = {**mtl_fixture.datasets(), "sentiments": mtl_fixture.datasets()["sentiment"]}
+    with pytest.raises(KeyError, match=r"\['sentiments'\] that are not tasks of the model; its tasks are \['sentiment', 'topics', 'ner'\]"):
+        trainer_with(tok, tmp_path, train=data)
+    with pytest.raises(KeyError, match="not tasks of the model"):
+        trainer_with(tok, tmp_path, eval={"pos": mtl_fixture.datasets()["ner"]})
+    with pytest.raises(KeyError, match="task_weights has key"):
+        trainer_with(tok, tmp_path, train=mtl_fixture.datasets(), task_weights={"nerr": 2.0})
+
+
+# ---------------------------------------------------------------------------- checkpoints
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt")
+    mtl_fixture.model().save_pretrained(path)
+    return path
+
+
+def copy_of(checkpoint: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(checkpoint, tmp_path / "copy"))
+
+
+def test_checkpoint_whose_tasks_differ(checkpoint):
+    changed = mtl_fixture.tasks()
+    changed[0] = SequenceClassificationTask("sentiment", ["negative", "neutral", "positive"])
+    with pytest.raises(ValueError, match=r"Task 'sentiment' exists in the checkpoint as .* with labels \['negative', 'positive'\]"):
+        MultiTaskModel.from_pretrained(checkpoint, tasks=changed)
+
+
+def test_from_pretrained_on_a_directory_without_weights(checkpoint, tmp_path):
+    target = copy_of(checkpoint, tmp_path)
+    (target / "model.safetensors").unlink()
+    with pytest.raises(OSError, match="no file named model.safetensors"):
+        MultiTaskModel.from_pretrained(target)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.999, 5 / 4_000_000])
+def test_loading_a_truncated_model_safetensors(checkpoint, tmp_path, keep):
+    target = copy_of(checkpoint, tmp_path)
+    data = (target / "model.safetensors").read_bytes()
+    (target / "model.safetensors").write_bytes(data[: max(1, int(len(data) * keep))])
+    with pytest.raises(OSError, match=r"model.safetensors is truncated or corrupt.*download or save it again"):
+        MultiTaskModel.from_pretrained(target)
+    with pytest.raises(OSError, match="truncated or corrupt"):
+        AutoModel.from_pretrained(target)
+
+
+# ---------------------------------------------------------------------------- security
+class _Payload:
+    """Unpickling this creates a marker directory: proof that a pickle was executed."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_weights_never_load_from_a_pickle(checkpoint, tmp_path):
+    target = copy_of(checkpoint, tmp_path)
+    (target / "model.safetensors").unlink()
+    marker = tmp_path / "pickle-was-executed"
+    (target / "pytorch_model.bin").write_bytes(pickle.dumps({"encoder.x": _Payload(str(marker))}))
+    for load in (MultiTaskModel.from_pretrained, AutoModel.from_pretrained):
+        with pytest.raises(OSError, match="safetensors only"):
+            load(target)
+    with pytest.raises(ValueError, match="safetensors only"):
+        MultiTaskModel.from_pretrained(checkpoint, use_safetensors=False)
+    assert not marker.exists()
+    # what save_pretrained writes: safetensors weights, no pickle
+    assert (checkpoint / "model.safetensors").is_file() and not list(checkpoint.glob("*.bin"))
+
+
+def test_hf_mtl_checkpoint_loads_without_trust_remote_code(checkpoint):
+    config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=False)
+    model = AutoModel.from_pretrained(checkpoint, trust_remote_code=False)
+    assert type(config) is hf_mtl.MultiTaskConfig
+    assert type(model) is hf_mtl.MultiTaskModel  # the installed class, not code copied from the checkpoint
+    reference = mtl_fixture.model()
+    for name, tensor in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name

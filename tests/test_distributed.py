@@ -1,0 +1,180 @@
+"""Multi-process training: `torchrun --nproc_per_node 2` on CPU (gloo) with the task batch sampler.
+
+The ranks run tests/scripts/ddp_train.py and write what they saw; the checks here read those files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+SCRIPTS = Path(__file__).parent / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+import mtl_fixture  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+MAX_STEPS = 4
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch(out: Path, *extra: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+        "--master_port", str(free_port()),
+        str(SCRIPTS / "ddp_train.py"), str(out), "--max-steps", str(MAX_STEPS), *extra,
+    ]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    result = launch(out)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    return out, ranks
+
+
+def task_of(index: int) -> str:
+    sizes = [len(d) for d in mtl_fixture.datasets().values()]
+    names = [t.name for t in mtl_fixture.tasks()]
+    start = 0
+    for name, size in zip(names, sizes):
+        if start <= index < start + size:
+            return name
+        start += size
+    raise AssertionError(f"index {index} is outside the dataset")
+
+
+def trained_batches(rank: dict) -> list[dict]:
+    # accelerate prefetches one batch ahead: the first MAX_STEPS fetches are the trained ones
+    batches = rank["batches"][:MAX_STEPS]
+    assert [b["task"] for b in batches] == [x["task"] for x in rank["losses"]]
+    return batches
+
+
+def test_ranks_form_one_group_without_graph_scan(ddp_run):
+    _, ranks = ddp_run
+    for rank in ranks:
+        assert rank["world_size"] == 2 and rank["num_processes"] == 2
+        # unused heads are handled without DDP's per-step unused-parameter scan
+        assert rank["find_unused_parameters"] is False
+        assert len(rank["losses"]) == MAX_STEPS
+
+
+def test_every_rank_gets_different_single_task_batches(ddp_run):
+    out, ranks = ddp_run
+    expected = json.loads((out / "expected_order.json").read_text())
+    per_rank = [trained_batches(rank) for rank in ranks]
+    for step in range(MAX_STEPS):
+        seen = [set(batches[step]["indices"]) for batches in per_rank]
+        assert not seen[0] & seen[1], f"step {step + 1}: both ranks trained on {seen[0] & seen[1]}"
+        for r, batches in enumerate(per_rank):
+            batch = batches[step]
+            assert {task_of(i) for i in batch["indices"]} == {batch["task"]}
+            # whole batches of the sampler's order are dealt to the ranks in turn
+            assert batch["indices"] == expected[2 * step + r]
+
+
+def test_parameters_identical_across_ranks(ddp_run):
+    out, _ = ddp_run
+    first, second = (load_file(out / f"rank{r}_final.safetensors") for r in range(2))
+    init = load_file(out / "init.safetensors")
+    assert first.keys() == second.keys()
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+    assert any(not torch.equal(first[n], init[n]) for n in first), "training did not change the model"
+
+
+def test_logged_loss_is_the_mean_over_ranks_not_the_sum(ddp_run):
+    _, ranks = ddp_run
+    logs = {e["step"]: e for e in ranks[0]["log_history"] if "loss" in e and "train_runtime" not in e}
+    assert sorted(logs) == list(range(1, MAX_STEPS + 1))
+    for step, entry in logs.items():
+        local = [r["losses"][step - 1] for r in ranks]
+        assert entry["loss"] == pytest.approx(sum(x["loss"] for x in local) / 2, rel=1e-5)
+        for task in {x["task"] for x in local}:
+            task_losses = [x["loss"] for x in local if x["task"] == task]
+            assert entry[f"{task}_loss"] == pytest.approx(sum(task_losses) / len(task_losses), rel=1e-4)
+
+
+def test_optimised_loss_is_the_mean_over_ranks_and_unused_heads_stay_put(ddp_run):
+    """Recompute step 1 in one process: SGD on the mean of the two ranks' batch losses, weight decay only
+    on parameters with a gradient. DDP must give the same weights; a head no rank used must not move."""
+    out, ranks = ddp_run
+    init = load_file(out / "init.safetensors")
+    model = mtl_fixture.model(dropout=0.0)
+    model.load_state_dict(init)
+    model.train()
+    losses, used = [], set()
+    for r in range(2):
+        path = out / f"step1_batch{r}.safetensors"
+        from safetensors import safe_open
+
+        with safe_open(path, "pt") as handle:
+            task_name = handle.metadata()["task_name"]
+        batch = load_file(path)
+        used.add(task_name)
+        losses.append(model(**batch, task_name=task_name).loss)
+    (sum(losses) / 2).backward()
+    lr, wd = ranks[0]["learning_rate"], ranks[0]["weight_decay"]
+    decay = set(ranks[0]["decay_parameters"])
+    after = load_file(out / "step1.safetensors")
+    params = dict(model.named_parameters())
+    for name, value in after.items():
+        if name not in params:
+            continue
+        param = params[name].detach()
+        grad = params[name].grad
+        if grad is None:
+            expected = param
+        else:
+            expected = param - lr * (grad + (wd * param if name in decay else 0))
+        torch.testing.assert_close(value, expected, atol=2e-6, rtol=1e-5, msg=name)
+    unused = [t.name for t in mtl_fixture.tasks() if t.name not in used]
+    assert unused
+    for task in unused:
+        for name in after:
+            if name.startswith(f"heads.{task}."):
+                assert torch.equal(after[name], init[name]), f"{name} moved although no rank used head {task!r}"
+
+
+def test_checkpoints_and_model_card_written_by_main_process_only(ddp_run):
+    out, ranks = ddp_run
+    run = out / "run"
+    for step in (2, 4):
+        checkpoint = run / f"checkpoint-{step}"
+        for name in ("model.safetensors", "config.json", "trainer_state.json", "multitask_state.json"):
+            assert (checkpoint / name).is_file(), f"{checkpoint}/{name}"
+        assert not list(checkpoint.glob("pytorch_model*.bin"))  # weights only as safetensors
+        state = json.loads((checkpoint / "multitask_state.json").read_text())
+        assert state["world_size"] == 2 and state["sampler"]["task_names"] == ["sentiment", "topics", "ner"]
+    main, other = ranks
+    assert other["writes"] == [], f"rank 1 wrote {other['writes']}"
+    assert "checkpoint-2/trainer_state.json" in main["writes"]
+    assert "save_pretrained:checkpoint-4" in main["writes"]
+    assert main["card_written"] and not other["card_written"]
+    assert (run / "README.md").is_file()
+
+
+def test_launch_without_use_cpu_fails_clearly(tmp_path):
+    result = launch(tmp_path, "--no-use-cpu")
+    assert result.returncode != 0
+    assert "use_cpu=True" in result.stderr and "every process would train its own copy" in result.stderr
+    assert not (tmp_path / "rank0.json").exists()
