@@ -11,6 +11,7 @@ from .collator import MultiTaskDataCollator
 from .configuration_multitask import MultiTaskConfig
 from .metrics import compute_task_metrics
 from .modeling_multitask import MultiTaskModel, MultiTaskModelOutput, TaskModelOutput
+from .pipeline import MultiTaskPipeline, register_pipeline
 from .preprocessing import prepare_dataset, prepare_datasets
 from .sampling import MultiTaskBatchSampler, MultiTaskDataset
 from .tasks import SequenceClassificationTask, Task, TokenClassificationTask, task_from_config, tasks_from_config
@@ -28,6 +29,8 @@ MultiTaskModel.register_for_auto_class("AutoModel")
 from .hub import push_model_to_hub as _push_model_to_hub  # noqa: E402
 
 MultiTaskModel.push_to_hub = _push_model_to_hub
+# `transformers.pipeline("multitask", ...)` and the single-task views of `MultiTaskModel.task_view`.
+register_pipeline()
 
 __all__ = [
     "MultiTaskBatchSampler",
@@ -36,6 +39,7 @@ __all__ = [
     "MultiTaskDataset",
     "MultiTaskModel",
     "MultiTaskModelOutput",
+    "MultiTaskPipeline",
     "MultiTaskTrainer",
     "MultiTaskTrainingArguments",
     "SequenceClassificationTask",

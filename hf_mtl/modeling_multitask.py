@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import os
 from collections.abc import Iterable, Mapping
@@ -393,6 +394,25 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         """Task names in the model's order."""
         return self.config.task_names
 
+    def task_view(self, name: str) -> MultiTaskTaskView:
+        """A single-task model for head `name` that shares this model's weights (no copy).
+
+        Its config carries that task's `id2label`/`label2id`/`problem_type` and its forward returns that head's
+        logits (and loss, with `labels`), so transformers' built-in `text-classification` /
+        `token-classification` pipelines (and anything else expecting a `*ForSequenceClassification` /
+        `*ForTokenClassification` model) run on one head. Returns a [`MultiTaskForSequenceClassification`] or
+        [`MultiTaskForTokenClassification`]; `KeyError` listing the model's tasks for an unknown name.
+        """
+        task = self.config.get_task(name)
+        view_class = (
+            MultiTaskForTokenClassification
+            if task["task_type"] == TOKEN_CLASSIFICATION
+            else MultiTaskForSequenceClassification
+        )
+        view = view_class(copy.deepcopy(self.config), model=self, task_name=name)
+        view.train(self.training)
+        return view
+
     def get_input_embeddings(self) -> nn.Module:
         return self.encoder.get_input_embeddings()
 
@@ -517,3 +537,90 @@ __all__ = [
     "MultiTaskPreTrainedModel",
     "TaskModelOutput",
 ]
+
+
+# ---------------------------------------------------------------------------- single-task views
+def _apply_task_labels(config: MultiTaskConfig, task: Mapping[str, Any]) -> None:
+    """Give a (copied) config the labels and problem type of one task, as single-task models carry them."""
+    config.id2label = dict(task["id2label"])
+    config.label2id = dict(task["label2id"])
+    # PreTrainedConfig only knows the three sequence-level problem types; token heads leave it unset.
+    config.problem_type = task["problem_type"] if task["task_type"] == SEQUENCE_CLASSIFICATION else None
+    config.view_task = task["name"]
+
+
+class MultiTaskTaskView(MultiTaskModel):
+    """One head of a [`MultiTaskModel`] as a single-task model (see [`MultiTaskModel.task_view`]).
+
+    Built with `model=`, it shares that model's encoder and heads (no copy: training one trains the other).
+    Loaded on its own (`from_pretrained` of a multi-task checkpoint), it builds the whole model and answers for
+    `task_name`, else `config.view_task`, else the checkpoint's first task of its kind. Its parameter names are
+    those of [`MultiTaskModel`], so what it saves loads back as a multi-task model.
+    """
+
+    #: the kind of head this view serves; set by the subclasses
+    view_task_type: str = SEQUENCE_CLASSIFICATION
+
+    def __init__(self, config: MultiTaskConfig, model: MultiTaskModel | None = None, task_name: str | None = None):
+        if model is None:
+            super().__init__(config)
+        else:
+            MultiTaskPreTrainedModel.__init__(self, config)
+            self.encoder = model.encoder
+            self.heads = model.heads
+            self._encoder_kwargs = model._encoder_kwargs
+            self.post_init()  # bookkeeping only: transformers v5 does not re-initialise weights here
+        if task_name is None:
+            task_name = getattr(config, "view_task", None)
+        if task_name is None:
+            matching = [t["name"] for t in config.tasks if t["task_type"] == self.view_task_type]
+            if not matching:
+                raise ValueError(
+                    f"This multi-task model has no {self.view_task_type} task to serve; its tasks are "
+                    f"{config.task_names}."
+                )
+            task_name = matching[0]
+        task = config.get_task(task_name)
+        if task["task_type"] != self.view_task_type:
+            raise ValueError(
+                f"Task {task_name!r} is a {task['task_type']} task; {type(self).__name__} serves "
+                f"{self.view_task_type} tasks."
+            )
+        self.task_name = task_name
+        _apply_task_labels(self.config, task)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> TaskModelOutput | tuple:
+        """The viewed head's logits (and loss with `labels`), like a `*For*Classification` model; other
+        keyword arguments (`position_ids`, `inputs_embeds`, `output_*`, `return_dict`) go to the model."""
+        if kwargs.pop("task_name", self.task_name) != self.task_name or kwargs.pop("tasks", None) is not None:
+            raise ValueError(f"This view answers for task {self.task_name!r} only; use the MultiTaskModel for others.")
+        return super().forward(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            task_name=self.task_name,
+            labels=labels,
+            **kwargs,
+        )
+
+
+class MultiTaskForSequenceClassification(MultiTaskTaskView):
+    """A sequence-classification (or regression) head of a multi-task model as a single-task model."""
+
+    view_task_type = SEQUENCE_CLASSIFICATION
+
+
+class MultiTaskForTokenClassification(MultiTaskTaskView):
+    """A token-classification head of a multi-task model as a single-task model."""
+
+    view_task_type = TOKEN_CLASSIFICATION
+
+
+__all__ += ["MultiTaskForSequenceClassification", "MultiTaskForTokenClassification", "MultiTaskTaskView"]

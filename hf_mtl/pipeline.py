@@ -1,0 +1,744 @@
+"""`MultiTaskPipeline`: every head of a multi-task model from one encoder pass, in the output formats of
+transformers' `text-classification` and `token-classification` pipelines.
+
+    >>> import hf_mtl
+    >>> from transformers import pipeline
+    >>> predict = pipeline("multitask", model="path/to/trained/model")
+    >>> predict("Apple opened a store in Paris and I love it")
+    {'sentiment': {'label': 'positive', 'score': 0.98},
+     'topic': {'label': 'business', 'score': 0.91},
+     'ner': [{'entity_group': 'ORG', 'score': 0.99, 'word': 'apple', 'start': 0, 'end': 5},
+             {'entity_group': 'LOC', 'score': 0.99, 'word': 'paris', 'start': 24, 'end': 29}]}
+
+Design
+------
+`MultiTaskPipeline` subclasses `transformers.Pipeline` so that `pipeline("multitask", model=...)` (registered
+by `import hf_mtl`) builds it like any other pipeline: same model/tokenizer loading, `device`, `dtype`,
+`batch_size`, `save_pretrained`. It overrides `__call__` though: the base class runs one input at a time
+through preprocess -> forward -> postprocess (batching only on the forward), which can neither sort
+inputs by length nor share one encoder pass between heads. Here a call
+
+1. validates every input up front (a bad item fails the call before any compute, naming its index);
+2. tokenizes all inputs in one fast-tokenizer call, cutting long texts into strided windows
+   (`return_overflowing_tokens`) so token heads cover the whole text;
+3. sorts the windows by length and runs the model once per batch of windows, computing every requested
+   head from that single encoder pass (`MultiTaskModel.forward(tasks=...)`) under `torch.inference_mode()`;
+4. turns logits into results with numpy over whole batches (softmax, argmax, sub-word/word grouping),
+   builds Python objects only for what is returned, and puts results back in input order.
+
+The output formats are transformers' own: classification heads follow `TextClassificationPipeline`
+(`top_k`, `function_to_apply`, its `softmax`/`sigmoid` and `ClassificationFunction`); token heads follow
+`TokenClassificationPipeline`: `AggregationStrategy`, its softmax, its `aggregate_overlapping_entities`
+(called directly to merge entities found in overlapping windows), and its `gather_pre_entities` /
+`aggregate_word` / `group_entities` / `group_sub_entities` rules, applied rule for rule but over whole
+windows with numpy instead of one dict per token (those per-token dicts cost more than a small encoder's
+forward). The tests check every head against those pipelines run on `MultiTaskModel.task_view(name)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import (
+    AutoModel,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    Pipeline,
+    PreTrainedModel,
+)
+from transformers.pipelines import PIPELINE_REGISTRY
+from transformers.pipelines.text_classification import ClassificationFunction, sigmoid, softmax
+from transformers.pipelines.token_classification import AggregationStrategy, TokenClassificationPipeline
+
+from .configuration_multitask import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION, MultiTaskConfig
+from .modeling_multitask import (
+    MultiTaskForSequenceClassification,
+    MultiTaskForTokenClassification,
+    MultiTaskModel,
+)
+
+logger = logging.getLogger(__name__)
+
+PIPELINE_TASK = "multitask"
+DEFAULT_BATCH_SIZE = 32
+#: encoders whose position ids start after the padding index (max_position_embeddings - 2 usable positions)
+_POSITION_OFFSET_MODEL_TYPES = {"roberta", "xlm-roberta", "camembert", "longformer", "xlm-roberta-xl", "ibert"}
+_INPUT_HELP = "a string or a dict {'text': str, 'text_pair': str (optional)}"
+_UNSET = object()
+
+
+@dataclass(frozen=True)
+class _Input:
+    text: str
+    text_pair: str | None = None
+
+
+@dataclass
+class _Windows:
+    """Tokenized windows of a call's inputs (one per input, more for long texts under token heads)."""
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]] | None
+    offsets: list[list[tuple[int, int]]]
+    special: list[list[int]]  # 1 for special tokens and, for text pairs, the tokens of text_pair
+    item: list[int]  # window -> input index
+    first: list[bool]  # the input's first window (the one classification heads read)
+
+
+class _TokenHeadInfo:
+    """Per-label lookups of one token head, so entity grouping is array work."""
+
+    def __init__(self, id2label: Mapping[int, str], ignore_labels: Sequence[str]):
+        self.id2label = [id2label[i] for i in range(len(id2label))]
+        ignore = set(ignore_labels)
+        tags: dict[str, int] = {}
+        is_b, tag_ids = [], []
+        for label in self.id2label:  # TokenClassificationPipeline.get_tag
+            bi, tag = ("B", label[2:]) if label.startswith("B-") else ("I", label[2:] if label.startswith("I-") else label)
+            is_b.append(bi == "B")
+            tag_ids.append(tags.setdefault(tag, len(tags)))
+        self.is_b = np.array(is_b, dtype=bool)
+        self.tag_id = np.array(tag_ids, dtype=np.int64)
+        self.ignored = np.array([label in ignore for label in self.id2label], dtype=bool)
+        # group_sub_entities names a group after its first entity's label minus the B-/I- prefix
+        self.group_name = [label.split("-", 1)[-1] for label in self.id2label]
+        self.group_ignored = np.array([name in ignore for name in self.group_name], dtype=bool)
+
+
+def _as_task_list(tasks: str | Iterable[str] | None, config: MultiTaskConfig) -> list[str]:
+    if tasks is None:
+        return config.task_names
+    if isinstance(tasks, str):
+        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
+    elif not isinstance(tasks, Iterable):
+        raise TypeError(f"tasks must be a task name, a comma-separated string or a list of names; got {tasks!r}.")
+    names: list[str] = []
+    for name in tasks:
+        config.get_task(name)  # KeyError listing the model's tasks
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise ValueError(f"tasks is empty; pick some of this model's tasks {config.task_names} (or leave it unset).")
+    return names
+
+
+def _validate_inputs(inputs: Any) -> tuple[list[_Input], bool]:
+    """The inputs as a list, and whether a single input was given. Every item is checked before any work."""
+    if inputs is None:
+        raise TypeError(f"inputs is None; expected {_INPUT_HELP}, or a list of those.")
+    single = isinstance(inputs, (str, Mapping))
+    if single:
+        raw = [inputs]
+    elif isinstance(inputs, (bytes, bytearray)) or not isinstance(inputs, Iterable):
+        raise TypeError(f"inputs is a {type(inputs).__name__}: {inputs!r:.80}; expected {_INPUT_HELP}, or a list of those.")
+    else:
+        raw = list(inputs)
+    items: list[_Input] = []
+    errors: list[Exception] = []
+    for index, item in enumerate(raw):
+        try:
+            items.append(_validate_item(index, item))
+        except (TypeError, ValueError) as err:
+            errors.append(err)
+    if errors:
+        shown = "; ".join(str(e) for e in errors[:5]) + ("; ..." if len(errors) > 5 else "")
+        message = shown if len(errors) == 1 else f"{len(errors)} of {len(raw)} inputs are invalid (nothing was run): {shown}"
+        raise type(errors[0])(message)
+    return items, single
+
+
+def _validate_item(index: int, item: Any) -> _Input:
+    if isinstance(item, str):
+        return _Input(item)
+    if isinstance(item, Mapping):
+        if "text" not in item:
+            raise ValueError(f"Input {index} is a dict without a 'text' key (keys: {sorted(map(str, item))}); expected {_INPUT_HELP}.")
+        unknown = sorted(str(k) for k in item if k not in ("text", "text_pair"))
+        if unknown:
+            raise ValueError(f"Input {index} has unexpected keys {unknown}; expected {_INPUT_HELP}.")
+        text, pair = item["text"], item.get("text_pair")
+        if not isinstance(text, str):
+            raise TypeError(f"Input {index} has a 'text' of type {type(text).__name__} ({text!r:.60}); expected {_INPUT_HELP}.")
+        if pair is not None and not isinstance(pair, str):
+            raise TypeError(f"Input {index} has a 'text_pair' of type {type(pair).__name__} ({pair!r:.60}); expected {_INPUT_HELP}.")
+        return _Input(text, pair)
+    shown = "None" if item is None else f"a {type(item).__name__}: {item!r:.60}"
+    raise TypeError(f"Input {index} is {shown}; expected {_INPUT_HELP}.")
+
+
+def _per_task(value: Any, task: str) -> Any:
+    """A parameter given either for all heads or as {task_name: value}; _UNSET where a dict omits the task."""
+    if isinstance(value, Mapping):
+        return value.get(task, _UNSET)
+    return value
+
+
+class MultiTaskPipeline(Pipeline):
+    """Run every head of a [`MultiTaskModel`] on texts, from one encoder pass per batch.
+
+    Build it with `transformers.pipeline("multitask", model=...)` (after `import hf_mtl`) or directly:
+    `MultiTaskPipeline(model=model_or_path, tokenizer=tokenizer_or_path)`. Without a tokenizer, the one saved
+    with the model is used, else the one of the encoder it was trained from (`config.base_model_name_or_path`).
+    A fast tokenizer is required (offsets and strided windows).
+
+    Every parameter below can be given at construction or per call (a call's value wins):
+
+    Args:
+        tasks (`str` or `list[str]`, *optional*): heads to run (a list or comma-separated names); default all.
+        top_k (`int` or `None`, *optional*): classification heads return a list of the `top_k` best
+            `{"label", "score"}` dicts sorted by score (`None`: all labels) instead of one dict, exactly as
+            `text-classification` does. May be a dict `{task_name: top_k}`.
+        function_to_apply (`str`, *optional*): `"softmax"`, `"sigmoid"` or `"none"`; default softmax for
+            single-label heads, sigmoid for multi-label heads, none for regression. May be a per-task dict.
+        aggregation_strategy (`str`, defaults to `"simple"`): `"none"`, `"simple"`, `"first"`, `"average"` or
+            `"max"`, as in `token-classification`.
+        ignore_labels (`list[str]`, defaults to `["O"]`): token labels (or entity groups) left out.
+        stride (`int`, *optional*): overlap, in tokens, between the windows that cover texts longer than the
+            model's maximum length (token heads); default a quarter of the maximum length, at most 128.
+        batch_size (`int`, defaults to 32): windows per encoder pass.
+        device: as for any pipeline (per call it moves the model).
+
+    Returns, for one text, `{task_name: result}`; for a list, a list of those in input order. Classification
+    results have the shape `text-classification` gives for the same arguments; regression heads give
+    `{"score": value}` (several outputs: a list of `{"label", "score"}` in label order); token results are
+    the entity lists of `token-classification`, with character offsets into the original text. Numbers are
+    Python floats and ints. Classification heads read at most the model's maximum length (logged once);
+    token heads cover long texts with strided windows and merge entities found twice in overlaps.
+    """
+
+    _load_processor = False
+    _load_image_processor = False
+    _load_feature_extractor = False
+    _load_video_processor = False
+    _load_tokenizer = None  # optional: falls back to the encoder's tokenizer
+
+    def __init__(self, model: MultiTaskModel | str | os.PathLike, tokenizer: Any = None, **kwargs: Any):
+        if isinstance(model, (str, os.PathLike)):
+            model = MultiTaskModel.from_pretrained(model)
+        if not isinstance(model, MultiTaskModel):
+            raise TypeError(f"MultiTaskPipeline needs a MultiTaskModel (or a path to one), got {type(model).__name__}.")
+        tokenizer = self._load_tokenizer_for(model, tokenizer)
+        kwargs.setdefault("task", PIPELINE_TASK)
+        self._truncation_logged = False
+        self._head_info: dict[tuple, _TokenHeadInfo] = {}
+        super().__init__(model=model, tokenizer=tokenizer, **kwargs)
+        self._wordpiece_like = bool(
+            getattr(getattr(getattr(self.tokenizer, "_tokenizer", None), "model", None), "continuing_subword_prefix", None)
+        )
+
+    @staticmethod
+    def _load_tokenizer_for(model: MultiTaskModel, tokenizer: Any) -> Any:
+        if tokenizer is None:
+            candidates = [getattr(model, "name_or_path", None), model.config.base_model_name_or_path]
+            for source in [c for c in candidates if c]:
+                try:
+                    tokenizer = AutoTokenizer.from_pretrained(source)
+                    break
+                except Exception:  # noqa: BLE001 - try the next source
+                    continue
+            if tokenizer is None:
+                raise ValueError(
+                    "No tokenizer was given and none could be loaded from the model directory or its "
+                    f"base_model_name_or_path ({model.config.base_model_name_or_path!r}); pass tokenizer=."
+                )
+        elif isinstance(tokenizer, (str, os.PathLike)):
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+        if not getattr(tokenizer, "is_fast", False):
+            raise ValueError(
+                f"MultiTaskPipeline needs a fast tokenizer (for character offsets and strided windows); "
+                f"got {type(tokenizer).__name__}. Load it with use_fast=True."
+            )
+        return tokenizer
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def max_length(self) -> int:
+        """Longest window the model reads: the tokenizer's and the encoder's position limit, whichever is lower."""
+        limits = []
+        tokenizer_max = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tokenizer_max, int) and 0 < tokenizer_max < 1_000_000:
+            limits.append(tokenizer_max)
+        encoder_config = self.model.config.encoder
+        positions = getattr(encoder_config, "max_position_embeddings", None)
+        if isinstance(positions, int) and positions > 0:
+            if getattr(encoder_config, "model_type", None) in _POSITION_OFFSET_MODEL_TYPES:
+                positions -= 2
+            limits.append(positions)
+        return min(limits) if limits else 512
+
+    def _default_stride(self) -> int:
+        return min(128, self.max_length // 4)
+
+    def _sanitize_parameters(
+        self,
+        tasks: str | Iterable[str] | None = None,
+        top_k: Any = _UNSET,
+        function_to_apply: Any = None,
+        aggregation_strategy: str | AggregationStrategy | None = None,
+        ignore_labels: Sequence[str] | None = None,
+        stride: int | None = None,
+        **unknown: Any,
+    ) -> tuple[dict, dict, dict]:
+        if unknown:
+            raise TypeError(
+                f"MultiTaskPipeline got unexpected parameters {sorted(unknown)}; it takes tasks, top_k, "
+                "function_to_apply, aggregation_strategy, ignore_labels, stride, batch_size and device."
+            )
+        preprocess: dict[str, Any] = {}
+        forward: dict[str, Any] = {}
+        postprocess: dict[str, Any] = {}
+        if tasks is not None:
+            forward["tasks"] = _as_task_list(tasks, self.model.config)
+        if top_k is not _UNSET:
+            self._check_per_task(top_k, "top_k", lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0), "a non-negative int or None")
+            postprocess["top_k"] = top_k
+        if function_to_apply is not None:
+            postprocess["function_to_apply"] = self._check_per_task(
+                function_to_apply, "function_to_apply", None, None, convert=self._classification_function
+            )
+        if aggregation_strategy is not None:
+            if isinstance(aggregation_strategy, str):
+                try:
+                    aggregation_strategy = AggregationStrategy[aggregation_strategy.upper()]
+                except KeyError:
+                    raise ValueError(
+                        f"aggregation_strategy={aggregation_strategy!r} is not one of "
+                        f"{[s.value for s in AggregationStrategy]}."
+                    ) from None
+            postprocess["aggregation_strategy"] = AggregationStrategy(aggregation_strategy)
+        if ignore_labels is not None:
+            if isinstance(ignore_labels, str) or not isinstance(ignore_labels, Iterable):
+                raise TypeError(f"ignore_labels must be a list of label names, got {ignore_labels!r}.")
+            postprocess["ignore_labels"] = tuple(ignore_labels)
+        if stride is not None:
+            limit = self.max_length - self.tokenizer.num_special_tokens_to_add(pair=False)
+            if not isinstance(stride, int) or isinstance(stride, bool) or not 0 <= stride < limit:
+                raise ValueError(f"stride must be an int in [0, {limit}) for this model (max length {self.max_length}); got {stride!r}.")
+            preprocess["stride"] = stride
+        return preprocess, forward, postprocess
+
+    def _check_per_task(self, value: Any, name: str, check: Any, expected: str | None, convert: Any = None) -> Any:
+        """Validate a parameter given for all heads or as {task_name: value}; returns it (converted)."""
+        if isinstance(value, Mapping):
+            for task in value:
+                self.model.config.get_task(task)
+            return {task: self._check_per_task(v, name, check, expected, convert) for task, v in value.items()}
+        if convert is not None:
+            return convert(value)
+        if not check(value):
+            raise ValueError(f"{name} must be {expected} (or a dict of those by task name); got {value!r}.")
+        return value
+
+    @staticmethod
+    def _classification_function(value: Any) -> ClassificationFunction | None:
+        if isinstance(value, ClassificationFunction):
+            return value
+        if isinstance(value, str):
+            if value.lower() == "default":
+                return None
+            try:
+                return ClassificationFunction[value.upper()]
+            except KeyError:
+                pass
+        raise ValueError(
+            f"function_to_apply={value!r} is not one of {['default'] + [f.value for f in ClassificationFunction]}."
+        )
+
+    # ------------------------------------------------------------------ call
+    def __call__(self, inputs: Any, **kwargs: Any) -> dict[str, Any] | list[dict[str, Any]]:
+        """Predict every requested head for one input (returns a dict) or a list of inputs (a list of dicts).
+
+        Inputs are strings or `{"text": ..., "text_pair": ...}` dicts. Keyword arguments are the parameters
+        listed in the class docstring. Invalid inputs raise `TypeError`/`ValueError` naming the item's index
+        before anything runs; unknown task names raise `KeyError` listing the model's tasks.
+        """
+        batch_size = kwargs.pop("batch_size", None)
+        if batch_size is None:
+            batch_size = self._batch_size or DEFAULT_BATCH_SIZE
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+        kwargs.pop("num_workers", None)
+        device = kwargs.pop("device", None)
+        preprocess_params, forward_params, postprocess_params = self._sanitize_parameters(**kwargs)
+        preprocess_params = {**self._preprocess_params, **preprocess_params}
+        forward_params = {**self._forward_params, **forward_params}
+        postprocess_params = {**self._postprocess_params, **postprocess_params}
+        items, single = _validate_inputs(inputs)
+        if device is not None:
+            self._move_to(device)
+        if not items:
+            return []
+        tasks = forward_params.get("tasks") or self.model.config.task_names
+        needs_windows = any(self.model.config.get_task(t)["task_type"] == TOKEN_CLASSIFICATION for t in tasks)
+        windows = self.preprocess(items, needs_windows=needs_windows, **preprocess_params)
+        outputs = self._run_batches(windows, tasks, batch_size)
+        results = self.postprocess((items, windows, outputs), tasks=tasks, **postprocess_params)
+        return results[0] if single else results
+
+    def _move_to(self, device: Any) -> None:
+        if isinstance(device, int):
+            device = "cpu" if device < 0 else (f"cuda:{device}" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(device)
+        self.model.to(self.device)
+
+    # ------------------------------------------------------------------ stages
+    def preprocess(self, inputs: list[_Input], needs_windows: bool = True, stride: int | None = None) -> _Windows:
+        """Tokenize all inputs in one call per kind (single texts, pairs) into windows.
+
+        Single texts longer than the maximum length are cut into windows overlapping by `stride` tokens when
+        token heads need them; otherwise (and for text pairs) only the first window is kept.
+        """
+        max_length = self.max_length
+        windows = _Windows([], [] if "token_type_ids" in self.tokenizer.model_input_names else None, [], [], [], [])
+        singles = [i for i, item in enumerate(inputs) if item.text_pair is None]
+        pairs = [i for i, item in enumerate(inputs) if item.text_pair is not None]
+        truncated: list[int] = []
+        common = dict(truncation=True, max_length=max_length, return_offsets_mapping=True, return_special_tokens_mask=True)
+        if singles:
+            texts = [inputs[i].text for i in singles]
+            if needs_windows:
+                stride = self._default_stride() if stride is None else stride
+                encoded = self.tokenizer(texts, stride=stride, return_overflowing_tokens=True, **common)
+                mapping = encoded["overflow_to_sample_mapping"]
+                counts = np.bincount(mapping, minlength=len(texts))
+                truncated.extend(singles[i] for i in np.flatnonzero(counts > 1).tolist())
+                previous = -1
+                for w, local in enumerate(mapping):
+                    self._add_window(windows, encoded, w, singles[local], local != previous)
+                    previous = local
+            else:
+                encoded = self.tokenizer(texts, **common)
+                for w, index in enumerate(singles):
+                    if encoded.encodings[w].overflowing:
+                        truncated.append(index)
+                    self._add_window(windows, encoded, w, index, True)
+        if pairs:
+            encoded = self.tokenizer(
+                [inputs[i].text for i in pairs], [inputs[i].text_pair for i in pairs], **common
+            )
+            for w, index in enumerate(pairs):
+                if encoded.encodings[w].overflowing:
+                    truncated.append(index)
+                self._add_window(windows, encoded, w, index, True, pair=True)
+        if truncated:
+            self._log_truncation(sorted(set(truncated)), len(inputs), max_length)
+        return windows
+
+    @staticmethod
+    def _add_window(windows: _Windows, encoded: Any, w: int, item: int, first: bool, pair: bool = False) -> None:
+        windows.input_ids.append(encoded["input_ids"][w])
+        if windows.token_type_ids is not None:
+            windows.token_type_ids.append(encoded["token_type_ids"][w])
+        windows.offsets.append(encoded["offset_mapping"][w])
+        special = encoded["special_tokens_mask"][w]
+        if pair:  # token heads read the first text only
+            special = [int(s or seq != 0) for s, seq in zip(special, encoded.encodings[w].sequence_ids)]
+        windows.special.append(special)
+        windows.item.append(item)
+        windows.first.append(first)
+
+    def _log_truncation(self, indices: list[int], total: int, max_length: int) -> None:
+        if self._truncation_logged:
+            return
+        self._truncation_logged = True
+        shown = ", ".join(map(str, indices[:10])) + (", ..." if len(indices) > 10 else "")
+        logger.warning(
+            f"{len(indices)} of {total} inputs (index {shown}) are longer than the model's maximum of "
+            f"{max_length} tokens: classification heads read only their first {max_length} tokens (token heads "
+            "cover the whole text in overlapping windows; text pairs are truncated). Logged once per pipeline."
+        )
+
+    def _run_batches(self, windows: _Windows, tasks: list[str], batch_size: int) -> dict[str, Any]:
+        """Length-sorted batches of windows, one model call (one encoder pass) each for all `tasks`.
+
+        Returns, per classification task, logits `(num_inputs, num_labels)` (first windows) and, per token
+        task, a list of per-window softmax scores `(window_len, num_labels)`.
+        """
+        config = self.model.config
+        num_items = max(windows.item) + 1
+        lengths = np.fromiter(map(len, windows.input_ids), dtype=np.int64, count=len(windows.input_ids))
+        order = np.argsort(-lengths, kind="stable")
+        items = np.asarray(windows.item)
+        first = np.asarray(windows.first, dtype=bool)
+        outputs: dict[str, Any] = {}
+        for name in tasks:
+            task = config.get_task(name)
+            if task["task_type"] == SEQUENCE_CLASSIFICATION:
+                outputs[name] = np.zeros((num_items, len(task["id2label"])), dtype=np.float32)
+            else:
+                outputs[name] = [None] * len(lengths)
+        pad_id = self.tokenizer.pad_token_id or 0
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(order), batch_size):
+                    rows = order[start : start + batch_size]
+                    logits = self._forward(self._batch_inputs(windows, rows, lengths, pad_id), tasks=tasks)
+                    rows_first = first[rows]
+                    for name, values in logits.items():
+                        if isinstance(outputs[name], np.ndarray):
+                            outputs[name][items[rows[rows_first]]] = values[rows_first]
+                        else:
+                            scores = softmax(values)  # TokenClassificationPipeline.postprocess's softmax
+                            for r, w in enumerate(rows):
+                                outputs[name][w] = scores[r, : lengths[w]]
+        finally:
+            if was_training:
+                self.model.train()
+        return outputs
+
+    def _batch_inputs(self, windows: _Windows, rows: np.ndarray, lengths: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
+        width = int(lengths[rows].max())
+        input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+        attention_mask = np.zeros((len(rows), width), dtype=np.int64)
+        token_type_ids = np.zeros((len(rows), width), dtype=np.int64) if windows.token_type_ids is not None else None
+        for r, w in enumerate(rows):
+            n = lengths[w]
+            input_ids[r, :n] = windows.input_ids[w]
+            attention_mask[r, :n] = 1
+            if token_type_ids is not None:
+                token_type_ids[r, :n] = windows.token_type_ids[w]
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            batch["token_type_ids"] = token_type_ids
+        return {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
+
+    def _forward(self, model_inputs: dict[str, torch.Tensor], tasks: list[str] | None = None) -> dict[str, np.ndarray]:
+        """One model call (one encoder pass) for a padded batch; float32 numpy logits per task."""
+        output = self.model(**model_inputs, tasks=tasks)
+        return {name: logits.float().cpu().numpy() for name, logits in output.logits.items()}
+
+    def postprocess(
+        self,
+        model_outputs: tuple[list[_Input], _Windows, dict[str, Any]],
+        tasks: list[str] | None = None,
+        top_k: Any = _UNSET,
+        function_to_apply: Any = None,
+        aggregation_strategy: AggregationStrategy = AggregationStrategy.SIMPLE,
+        ignore_labels: Sequence[str] = ("O",),
+    ) -> list[dict[str, Any]]:
+        """Per input, `{task: result}` in the formats of transformers' classification pipelines."""
+        items, windows, outputs = model_outputs
+        config = self.model.config
+        results: list[dict[str, Any]] = [{} for _ in items]
+        item_windows: list[list[int]] | None = None
+        for name in tasks or config.task_names:
+            task = config.get_task(name)
+            if task["task_type"] == SEQUENCE_CLASSIFICATION:
+                per_item = self._classification_results(
+                    task, outputs[name], _per_task(function_to_apply, name), _per_task(top_k, name)
+                )
+            else:
+                if item_windows is None:
+                    item_windows = [[] for _ in items]
+                    for w, index in enumerate(windows.item):
+                        item_windows[index].append(w)
+                per_item = self._token_results(task, items, windows, item_windows, outputs[name], aggregation_strategy, tuple(ignore_labels))
+            for result, value in zip(results, per_item):
+                result[name] = value
+        return results
+
+    # ------------------------------------------------------------------ classification heads
+    def _classification_results(self, task: Mapping[str, Any], logits: np.ndarray, function_to_apply: Any, top_k: Any) -> list[Any]:
+        id2label = task["id2label"]
+        problem_type = task["problem_type"]
+        if function_to_apply in (None, _UNSET):  # TextClassificationPipeline.postprocess's defaults
+            if problem_type == "regression":
+                function_to_apply = ClassificationFunction.NONE
+            elif problem_type == "multi_label_classification" or len(id2label) == 1:
+                function_to_apply = ClassificationFunction.SIGMOID
+            else:
+                function_to_apply = ClassificationFunction.SOFTMAX
+        if function_to_apply == ClassificationFunction.SIGMOID:
+            scores = sigmoid(logits)
+        elif function_to_apply == ClassificationFunction.SOFTMAX:
+            scores = softmax(logits)
+        else:
+            scores = logits
+        if problem_type == "regression":
+            if scores.shape[1] == 1:
+                return [{"score": value} for value in scores[:, 0].tolist()]
+            labels = [id2label[i] for i in range(scores.shape[1])]
+            return [[{"label": label, "score": s} for label, s in zip(labels, row)] for row in scores.tolist()]
+        if top_k is _UNSET:
+            best = scores.argmax(axis=1).tolist()
+            values = scores.max(axis=1).tolist()
+            return [{"label": id2label[i], "score": v} for i, v in zip(best, values)]
+        order = np.argsort(-scores, axis=1, kind="stable")  # list.sort(reverse=True) keeps ties in label order
+        if top_k is not None:
+            order = order[:, :top_k]
+        ranked = np.take_along_axis(scores, order, axis=1).tolist()
+        return [
+            [{"label": id2label[i], "score": s} for i, s in zip(ids, row)] for ids, row in zip(order.tolist(), ranked)
+        ]
+
+    # ------------------------------------------------------------------ token heads
+    def _token_results(
+        self,
+        task: Mapping[str, Any],
+        items: list[_Input],
+        windows: _Windows,
+        item_windows: list[list[int]],
+        scores: list[np.ndarray],
+        strategy: AggregationStrategy,
+        ignore_labels: tuple[str, ...],
+    ) -> list[list[dict[str, Any]]]:
+        key = (task["name"], ignore_labels)
+        info = self._head_info.get(key)
+        if info is None or info.id2label != [task["id2label"][i] for i in range(len(task["id2label"]))]:
+            info = self._head_info[key] = _TokenHeadInfo(task["id2label"], ignore_labels)
+        results = []
+        for item, window_ids in zip(items, item_windows):
+            entities: list[dict[str, Any]] = []
+            for w in window_ids:
+                entities.extend(
+                    self._window_entities(
+                        item.text,
+                        np.asarray(windows.input_ids[w]),
+                        scores[w],
+                        np.asarray(windows.offsets[w], dtype=np.int64).reshape(-1, 2),
+                        np.asarray(windows.special[w], dtype=bool),
+                        strategy,
+                        info,
+                    )
+                )
+            if len(window_ids) > 1:
+                entities = TokenClassificationPipeline.aggregate_overlapping_entities(self, entities)
+            results.append(entities)
+        return results
+
+    def _is_subword(self, tokens: list[str], ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, text: str) -> np.ndarray:
+        """gather_pre_entities's sub-word test, over a whole window."""
+        if self._wordpiece_like:
+            token_lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+            text_lengths = np.minimum(ends, len(text)) - np.minimum(starts, len(text))
+            is_subword = token_lengths != np.maximum(text_lengths, 0)
+        else:
+            warnings.warn("Tokenizer does not support real words, using fallback heuristic", UserWarning)
+            is_subword = np.array([s > 0 and " " not in text[s - 1 : s + 1] for s in starts.tolist()], dtype=bool)
+        is_subword[ids == self.tokenizer.unk_token_id] = False
+        return is_subword
+
+    def _window_entities(
+        self,
+        text: str,
+        ids: np.ndarray,
+        scores: np.ndarray,
+        offsets: np.ndarray,
+        special: np.ndarray,
+        strategy: AggregationStrategy,
+        info: _TokenHeadInfo,
+    ) -> list[dict[str, Any]]:
+        """Entities of one window, as TokenClassificationPipeline.postprocess computes them for one chunk."""
+        positions = np.flatnonzero(~special[: len(scores)])
+        if positions.size == 0:
+            return []
+        scores = scores[positions]
+        ids = ids[positions]
+        starts, ends = offsets[positions, 0], offsets[positions, 1]
+        n = len(positions)
+        tokens: list[str] | None = None
+        if strategy in (AggregationStrategy.NONE, AggregationStrategy.SIMPLE):
+            labels = scores.argmax(axis=-1)
+            unit_scores = scores[np.arange(n), labels]
+            unit_first = np.arange(n)
+        else:
+            tokens = self.tokenizer.convert_ids_to_tokens(ids.tolist())
+            is_subword = self._is_subword(tokens, ids, starts, ends, text)
+            is_subword[0] = False
+            unit_first = np.flatnonzero(~is_subword)
+            if strategy == AggregationStrategy.FIRST:
+                labels = scores[unit_first].argmax(axis=-1)
+                unit_scores = scores[unit_first, labels]
+            elif strategy == AggregationStrategy.MAX:
+                token_max = scores.max(axis=-1)
+                word_of = np.cumsum(~is_subword) - 1
+                hits = np.flatnonzero(token_max == np.maximum.reduceat(token_max, unit_first)[word_of])
+                _, first_hit = np.unique(word_of[hits], return_index=True)  # the first best token of each word
+                best_tokens = hits[first_hit]
+                labels = scores[best_tokens].argmax(axis=-1)
+                unit_scores = token_max[best_tokens]
+            else:  # AVERAGE
+                counts = np.diff(np.append(unit_first, n)).astype(scores.dtype)
+                averages = np.add.reduceat(scores, unit_first, axis=0) / counts[:, None]
+                labels = averages.argmax(axis=-1)
+                unit_scores = averages[np.arange(len(unit_first)), labels]
+        unit_last = np.append(unit_first[1:], n) - 1
+        id2label = info.id2label
+        if strategy == AggregationStrategy.NONE:
+            shown = np.flatnonzero(~info.ignored[labels])
+        else:  # group_entities: a new group starts at a B- label or at a change of tag
+            new_group = info.is_b[labels].copy()
+            new_group[1:] |= info.tag_id[labels[1:]] != info.tag_id[labels[:-1]]
+            new_group[0] = True
+            group_first = np.flatnonzero(new_group)
+            group_end = np.append(group_first[1:], len(labels))
+            shown = np.flatnonzero(~info.group_ignored[labels[group_first]])
+        if shown.size == 0:
+            return []
+        # pre-entity words (gather_pre_entities): the token, or the text it covers for unknown tokens
+        words = tokens if tokens is not None else self.tokenizer.convert_ids_to_tokens(ids.tolist())
+        starts_list, ends_list = starts.tolist(), ends.tolist()
+        for t in np.flatnonzero(ids == self.tokenizer.unk_token_id).tolist():
+            words[t] = text[starts_list[t] : ends_list[t]]
+        labels_list, scores_list = labels.tolist(), unit_scores.tolist()
+        if strategy == AggregationStrategy.NONE:
+            return [
+                {
+                    "entity": id2label[labels_list[j]],
+                    "score": scores_list[j],
+                    "index": int(positions[j]),
+                    "word": words[j],
+                    "start": starts_list[j],
+                    "end": ends_list[j],
+                }
+                for j in shown.tolist()
+            ]
+        if tokens is not None:  # aggregate_word: a word's sub-words joined back
+            first_list, last_list = unit_first.tolist(), unit_last.tolist()
+            unit_words = [
+                self.tokenizer.convert_tokens_to_string(words[first_list[u] : last_list[u] + 1]) for u in range(len(first_list))
+            ]
+        else:
+            unit_words = words
+        # group_sub_entities: the group's label minus its B-/I- prefix, mean score, joined words, outer offsets
+        group_scores = (np.add.reduceat(unit_scores, group_first) / np.diff(np.append(group_first, len(labels)))).tolist()
+        entities = []
+        for g in shown.tolist():
+            first, end = int(group_first[g]), int(group_end[g])
+            entities.append(
+                {
+                    "entity_group": info.group_name[labels_list[first]],
+                    "score": group_scores[g],
+                    "word": self.tokenizer.convert_tokens_to_string(unit_words[first:end]),
+                    "start": starts_list[unit_first[first]],
+                    "end": ends_list[unit_last[end - 1]],
+                }
+            )
+        return entities
+
+
+def register_pipeline() -> None:
+    """Register the `"multitask"` pipeline task and the single-task views with transformers (idempotent).
+
+    After this, `pipeline("multitask", model=...)` builds a [`MultiTaskPipeline`], and
+    `AutoModelForSequenceClassification` / `AutoModelForTokenClassification` accept multi-task checkpoints
+    (serving their first head of that kind, or the one a saved `task_view` names).
+    """
+    AutoModelForSequenceClassification.register(MultiTaskConfig, MultiTaskForSequenceClassification, exist_ok=True)
+    AutoModelForTokenClassification.register(MultiTaskConfig, MultiTaskForTokenClassification, exist_ok=True)
+    registered = PIPELINE_REGISTRY.supported_tasks.get(PIPELINE_TASK)
+    if registered is None or registered.get("impl") is not MultiTaskPipeline:
+        PIPELINE_REGISTRY.register_pipeline(PIPELINE_TASK, pipeline_class=MultiTaskPipeline, pt_model=AutoModel, type="text")
+
+
+__all__ = ["MultiTaskPipeline", "PIPELINE_TASK", "register_pipeline"]
