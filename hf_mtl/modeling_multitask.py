@@ -308,8 +308,14 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
                 f"{pretrained_model_name_or_path} is already a multi-task checkpoint; load it with "
                 "MultiTaskModel.from_pretrained(path, tasks=...) to keep its trained heads."
             )
-        load_kwargs = {**cls._encoder_init_kwargs(encoder_config), **encoder_kwargs}
-        encoder = AutoModel.from_pretrained(pretrained_model_name_or_path, **load_kwargs)
+        encoder = AutoModel.from_pretrained(pretrained_model_name_or_path, **encoder_kwargs)
+        if cls._encoder_init_kwargs(encoder_config).get("add_pooling_layer") is False:
+            # Loaded with its pooler (so the checkpoint's pooler weights are expected, not reported as
+            # unexpected), then dropped: the same structure `_encoder_from_config` builds on reload.
+            encoder.pooler = None
+        # PreTrainedConfig.__init__ resets its sub-configs' attention implementation to None (eager
+        # attention): keep the one the encoder was loaded with (sdpa by default, or attn_implementation=).
+        attn_implementation = encoder.config._attn_implementation
         config = MultiTaskConfig(
             encoder=encoder.config,
             tasks=entries,
@@ -318,6 +324,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             base_model_name_or_path=str(pretrained_model_name_or_path),
         )
         model = cls(config, encoder=encoder)
+        model.encoder.config._attn_implementation = attn_implementation
         model.to(encoder.dtype)
         return model
 

@@ -306,3 +306,20 @@ def test_checkpoint_code_is_self_contained():
                        "collections", "inspect", "os", "re", "copy")
             target = line.split()[1]
             assert target.split(".")[0] in allowed or target in allowed, f"{module.__name__}: {line}"
+
+
+def test_from_encoder_keeps_sdpa_attention_and_is_padding_independent(minilm_dir, tokenizer):
+    tasks = [SequenceClassificationTask("s", ["a", "b"]), TokenClassificationTask("n", NER_LABELS)]
+    model = MultiTaskModel.from_encoder(minilm_dir, tasks=tasks).eval()
+    # the composite config must not reset the encoder's attention implementation to None (eager)
+    assert model.encoder.config._attn_implementation == "sdpa"
+    assert model.encoder.config is model.config.encoder
+    assert getattr(model.encoder, "pooler", None) is None
+    texts = ["short one", "a much longer sentence with many more words in it than the first one"]
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    alone = tokenizer(texts[:1], return_tensors="pt")
+    with torch.no_grad():
+        padded_out, alone_out = model(**batch), model(**alone)
+    n = alone["input_ids"].shape[1]
+    torch.testing.assert_close(padded_out.logits["s"][0], alone_out.logits["s"][0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(padded_out.logits["n"][0, :n], alone_out.logits["n"][0], atol=1e-5, rtol=1e-4)
