@@ -242,6 +242,13 @@ def template_text() -> str:
     return resources.files("hf_mtl").joinpath("templates", TEMPLATE_NAME).read_text(encoding="utf-8")
 
 
+def _model_link(name: str) -> str:
+    """A Hub model as a link; a local folder by its name only (its path means nothing to readers)."""
+    if _is_local_path(name):
+        return f"`{Path(name).name}` (a local model)"
+    return f"[`{name}`](https://huggingface.co/{name})"
+
+
 def _environment() -> Any:
     import jinja2
 
@@ -253,7 +260,7 @@ def _environment() -> Any:
     env.filters["code"] = lambda value: f"`{value}`"
     env.filters["score"] = lambda value: f"{value:.4f}"
     env.filters["percent"] = lambda value: "-" if value is None else f"{100 * value:.1f}%"
-    env.filters["model_url"] = lambda name: name if _is_local_path(name) else f"https://huggingface.co/{name}"
+    env.filters["model_link"] = _model_link
     env.filters["tojson"] = lambda value: json.dumps(value, ensure_ascii=False)
     return env
 

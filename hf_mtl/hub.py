@@ -97,6 +97,7 @@ def upload_model(
     revision: str | None = None,
     create_pr: bool = False,
     max_shard_size: int | str | None = "50GB",
+    create_repo: bool = True,
     api: Any = None,
 ) -> Any:
     """Create `repo_id` if needed and upload the model in one commit.
@@ -107,13 +108,15 @@ def upload_model(
         card: README.md text; default: a card rendered from the model's config.
         plot: `training_curves.png` to include (the card embeds it by that name).
         extra_files: more files, `{path_in_repo: local_path}`.
+        create_repo: create the repository first (off when the caller already did).
         api: an `HfApi`-like client (tests pass a recording fake).
 
     Returns:
         The `CommitInfo` of the commit.
     """
     api = _api(api)
-    repo_id = api.create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+    if create_repo:
+        repo_id = api.create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
     if card is None:
         card = render_model_card(card_info_from_model(model, repo_id=repo_id))
     with tempfile.TemporaryDirectory(prefix="hf_mtl_push_") as tmp:
@@ -304,6 +307,7 @@ class MultiTaskHubMixin:
             commit_message=commit_message,
             token=token,
             revision=revision if revision is not None else args.hub_revision,
+            create_repo=False,
             api=api,
         )
 

@@ -217,4 +217,4 @@ def test_source_select_and_resolve_paths(tmp_path):
     assert source.select(use_local=False).hub == "stanfordnlp/sst2"
     assert source.select(use_local=True).files == {"train": str(tmp_path / "sst2" / "train.tsv")}
     assert source.describe() == "stanfordnlp/sst2"
-    assert source.local.describe() == "train.tsv"
+    assert source.local.describe() == "train: train.tsv"

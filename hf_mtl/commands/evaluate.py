@@ -34,15 +34,16 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _check_tasks(recipe: Any, model: Any) -> None:
-    model_tasks = {t["name"]: t for t in model.config.tasks}
+def _check_tasks(recipe: Any, config: Any) -> None:
+    model_tasks = {t["name"]: t for t in config.tasks}
     for i, entry in enumerate(recipe.tasks):
         task = entry.task
         if task.name not in model_tasks:
             raise RecipeError(
                 f"tasks[{i}].name: {task.name!r} is not a head of the model (its heads: {sorted(model_tasks)})."
             )
-        model_labels = [model_tasks[task.name]["id2label"][j] for j in range(len(model_tasks[task.name]["id2label"]))]
+        id2label = model_tasks[task.name]["id2label"]
+        model_labels = [id2label[j] for j in range(len(id2label))]
         if task.labels and list(task.labels) != model_labels:
             raise RecipeError(
                 f"tasks[{i}].labels: {list(task.labels)} differ from the model's labels for {task.name!r}: {model_labels}."
@@ -57,23 +58,23 @@ def run(args: argparse.Namespace) -> int:
 
     import hf_mtl  # noqa: F401 - registers the model with the auto classes
 
+    from ..configuration_multitask import MultiTaskConfig
     from ..modeling_multitask import MultiTaskModel
 
-    apply_num_threads(recipe)
-    model = MultiTaskModel.from_pretrained(args.model)
-    _check_tasks(recipe, model)
+    _check_tasks(recipe, MultiTaskConfig.from_pretrained(args.model))  # cheap checks before loading weights
     data = load_recipe_data(recipe, (args.split,))[args.split]
     if not data:
         raise RecipeError(f"no task of the recipe has a {args.split!r} split.")
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
     with tempfile.TemporaryDirectory(prefix="hf_mtl_eval_") as tmp:
         overrides: dict[str, Any] = {"output_dir": tmp, "report_to": "none", "eval_strategy": "no",
                                      "save_strategy": "no", "push_to_hub": False, "load_best_model_at_end": False}
         if args.batch_size:
             overrides["per_device_eval_batch_size"] = args.batch_size
-        trainer = trainer_class()(
-            model=model, args=recipe.training_arguments(**overrides), processing_class=tokenizer,
-        )
+        eval_args = recipe.training_arguments(**overrides)
+        apply_num_threads(recipe)
+        model = MultiTaskModel.from_pretrained(args.model)
+        tokenizer = AutoTokenizer.from_pretrained(args.model)
+        trainer = trainer_class()(model=model, args=eval_args, processing_class=tokenizer)
         metrics = trainer.evaluate(eval_dataset=data, metric_key_prefix=args.split)
     print(format_metrics(metrics, recipe, args.split, prefix=args.split))
     if args.json:

@@ -91,12 +91,12 @@ class DataSource:
         return not self.splits or split in self.splits
 
     def describe(self) -> str:
-        """One line for logs and model cards, e.g. `glue (sst2), Hub` or `train.tsv, validation.tsv`."""
+        """One line for logs and model cards: `name`, else the Hub id (and config) or the file names."""
         if self.name:
             return self.name
         if self.hub:
             return self.hub + (f" ({self.config})" if self.config else "")
-        return ", ".join(Path(p).name for p in self.files.values())
+        return "; ".join(f"{split}: {Path(p).name}" for split, p in self.files.items())
 
 
 class DataSourceError(ValueError):

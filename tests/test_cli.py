@@ -1,0 +1,150 @@
+"""The `hf-mtl` train/evaluate/push/quickstart commands: help, exit codes, one-line errors, a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import tiny_bert_config
+from huggingface_hub import ModelCard
+from transformers import BertModel
+
+from hf_mtl.cli import main
+
+COMMANDS = ("train", "evaluate", "push", "quickstart")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_is_complete(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert f"usage: hf-mtl {command}" in text and "examples:" in text
+    if command in ("train", "evaluate"):
+        assert "--set KEY.PATH=VALUE" in text and "--data-dir DIR" in text
+
+
+def test_python_dash_m_runs_the_cli():
+    result = subprocess.run([sys.executable, "-m", "hf_mtl", "train", "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and "usage: hf-mtl train" in result.stdout
+
+
+def one_line_error(capsys, command: str) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"hf-mtl {command}: error: ")
+    return err
+
+
+# ---------------------------------------------------------------------------- a tiny recipe
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory, tokenizer):
+    path = tmp_path_factory.mktemp("tiny_encoder")
+    BertModel(tiny_bert_config()).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def write_recipe(folder: Path, encoder: Path, **changes) -> Path:
+    (folder / "s.tsv").write_text("text\tlabel\n" + "".join(
+        f"{t}\t{y}\n" for t, y in [("a great film", "pos"), ("an awful film", "neg")] * 6), encoding="utf-8")
+    (folder / "t.csv").write_text("".join(
+        f'"{i % 2 + 1}","headline {i}"\n' for i in range(12)), encoding="utf-8")
+    (folder / "n.conll").write_text("-DOCSTART- O\n\n" + "Anna B-PER\nsings O\n\nin O\nOslo B-LOC\n\n" * 6,
+                                    encoding="utf-8")
+    recipe = {
+        "encoder": str(encoder),
+        "output_dir": str(folder / "model"),
+        "num_threads": 1,
+        "tasks": [
+            {"name": "sentiment", "type": "sequence_classification", "labels": ["neg", "pos"],
+             "data": {"files": {"train": "s.tsv", "validation": "s.tsv"}}},
+            {"name": "topic", "type": "sequence_classification", "labels": ["even", "odd"],
+             "data": {"files": {"train": "t.csv", "validation": "t.csv"}, "header": False,
+                      "column_names": ["label", "text"], "label_map": {1: "odd", 2: "even"}}},
+            {"name": "ner", "type": "token_classification", "labels": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"],
+             "data": {"files": {"train": "n.conll", "validation": "n.conll"}}},
+        ],
+        "training": {"max_steps": 4, "per_device_train_batch_size": 4, "logging_steps": 2, "eval_strategy": "steps",
+                     "eval_steps": 2, "save_strategy": "no", "report_to": "none", "max_length": 32,
+                     "use_cpu": True},
+        "card": {"model_name": "tiny-cli"},
+        "predict": ["Anna loved the film in Oslo."],
+    }
+    recipe.update(changes)
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_train_evaluate_end_to_end(tmp_path, tiny_encoder, capsys):
+    recipe = write_recipe(tmp_path, tiny_encoder)
+    assert main(["train", str(recipe), "--set", "training.seed=3"]) == 0
+    out = capsys.readouterr().out
+    assert "Evaluation on validation:" in out and "average" in out
+    assert "Predictions of the saved model:" in out and "Anna loved the film in Oslo." in out
+    assert "sentiment:" in out and "ner:" in out
+    model_dir = tmp_path / "model"
+    for name in ("config.json", "model.safetensors", "modeling_multitask.py", "tokenizer.json", "README.md",
+                 "training_curves.png"):
+        assert (model_dir / name).is_file(), name
+    card = ModelCard.load(model_dir / "README.md")
+    assert card.data.model_name == "tiny-cli" and len({r.task_name for r in card.data.eval_results}) == 3
+    assert card.data.base_model is None  # a local encoder folder is not a Hub id
+    assert "| `topic` | text classification | `even`, `odd` | train: t.csv; validation: t.csv |" in card.text
+    assert f"`{tiny_encoder.name}` (a local model) encoder" in card.text
+
+    results = tmp_path / "results.json"
+    assert main(["evaluate", str(model_dir), str(recipe), "--json", str(results), "--batch-size", "8"]) == 0
+    assert "Evaluation on validation:" in capsys.readouterr().out
+    metrics = json.loads(results.read_text())
+    assert {"validation_sentiment_accuracy", "validation_topic_accuracy", "validation_ner_f1",
+            "validation_average"} <= set(metrics)
+
+    assert main(["evaluate", str(model_dir), str(recipe), "--split", "test"]) == 2
+    assert "no task of the recipe has a 'test' split" in one_line_error(capsys, "evaluate")
+    assert main(["evaluate", str(model_dir), str(recipe), "--set", "tasks[1].labels=[a, b]",
+                 "--set", "tasks[1].data.label_map=[a, b, a]"]) == 2
+    assert "tasks[1].labels: ['a', 'b'] differ from the model's labels" in one_line_error(capsys, "evaluate")
+
+
+def test_user_errors_exit_2_with_one_line(tmp_path, tiny_encoder, capsys):
+    assert main(["train", str(tmp_path / "missing.yaml")]) == 2
+    assert "recipe not found" in one_line_error(capsys, "train")
+
+    recipe = write_recipe(tmp_path, tiny_encoder)
+    assert main(["train", str(recipe), "--set", "tasks[0].data.format=xml"]) == 2
+    assert "tasks[0].data.format: 'xml' is not one of" in one_line_error(capsys, "train")
+
+    assert main(["train", str(recipe), "--set", "training.learning_rate"]) == 2
+    assert "expected KEY.PATH=VALUE" in one_line_error(capsys, "train")
+
+    assert main(["train", str(recipe), "--data-dir", str(tmp_path / "nowhere")]) == 2
+    assert "not a directory" in one_line_error(capsys, "train")
+
+    # data problems are found before the encoder is loaded (it does not even exist here)
+    (tmp_path / "s.tsv").write_text("text\tlabel\nfine\tpos\nodd\tmeh\n", encoding="utf-8")
+    recipe = tmp_path / "recipe.yaml"
+    assert main(["train", str(recipe), "--set", "encoder=does/not/exist"]) == 2
+    err = one_line_error(capsys, "train")
+    assert "s.tsv (task 'sentiment', train), row 1: not one of the task's labels ['neg', 'pos']" in err
+
+    assert main(["train", str(recipe), "--set", "training.eval_strategy=bogus"]) == 2
+    assert "training: " in one_line_error(capsys, "train")
+
+    assert main(["evaluate", str(tmp_path / "no_model"), str(recipe)]) == 2
+    one_line_error(capsys, "evaluate")
+
+    assert main(["quickstart", "--set", "training.max_stepz=3"]) == 2
+    assert "training.max_stepz: unknown key; did you mean 'max_steps'?" in one_line_error(capsys, "quickstart")
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "usage: hf-mtl" in capsys.readouterr().out
