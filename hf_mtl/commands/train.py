@@ -171,7 +171,8 @@ def print_predictions(model_dir: str | Path, texts: Sequence[str], *, stream: Te
     out = stream or sys.stdout
     predictor = pipeline("multitask", model=str(model_dir))
     print("Predictions of the saved model:", file=out)
-    for text, result in zip(texts, predictor(list(texts))):
+    # "first": a word takes its first sub-word's tag, the only sub-word token heads are trained on by default
+    for text, result in zip(texts, predictor(list(texts), aggregation_strategy="first")):
         print(f"  {text}", file=out)
         for task, value in result.items():
             print(f"    {task}: {_describe_result(value)}", file=out)
