@@ -38,6 +38,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalPrediction, sp
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME, logging
 
 from .collator import MultiTaskDataCollator
+from .hub import MultiTaskHubMixin
 from .metrics import compute_task_metrics
 from .modeling_multitask import MultiTaskModel
 from .preprocessing import effective_max_length, prepare_datasets
@@ -90,7 +91,7 @@ class _MultiTaskStateCallback(TrainerCallback):
         self._trainer()._drop_unused_head_grads()
 
 
-class MultiTaskTrainer(Trainer):
+class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
     """Trains a [`MultiTaskModel`] on several tasks at once.
 
     Args:

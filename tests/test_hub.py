@@ -11,10 +11,9 @@ from conftest import make_model, raw_datasets
 from huggingface_hub import ModelCard
 
 import hf_mtl.hub
-from hf_mtl import MultiTaskModel, MultiTaskTrainingArguments
+from hf_mtl import MultiTaskModel, MultiTaskTrainer, MultiTaskTrainingArguments
 from hf_mtl.card import card_info_from_model, render_model_card
 from hf_mtl.cli import main
-from hf_mtl.commands.train import trainer_class
 from hf_mtl.hub import retarget_card
 
 MODEL_FILES = {"config.json", "model.safetensors", "configuration_multitask.py", "modeling_multitask.py",
@@ -101,7 +100,7 @@ def trained_trainer(tmp_path, three_tasks, tokenizer):
         eval_strategy="steps", eval_steps=2, report_to="none", save_strategy="no", hub_model_id="org/trained",
         use_cpu=True, disable_tqdm=True,
     )
-    trainer = trainer_class()(
+    trainer = MultiTaskTrainer(
         model=make_model(three_tasks), args=args, train_dataset=data, eval_dataset=data, processing_class=tokenizer,
     )
     trainer.train()

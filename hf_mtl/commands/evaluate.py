@@ -18,7 +18,7 @@ from typing import Any
 
 from ..recipe import RecipeError, load_recipe
 from ._common import add_command_parser, add_recipe_options
-from .train import apply_num_threads, format_metrics, load_recipe_data, trainer_class
+from .train import apply_num_threads, format_metrics, load_recipe_data
 
 
 def register(subparsers: Any) -> None:
@@ -74,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
         apply_num_threads(recipe)
         model = MultiTaskModel.from_pretrained(args.model)
         tokenizer = AutoTokenizer.from_pretrained(args.model)
-        trainer = trainer_class()(model=model, args=eval_args, processing_class=tokenizer)
+        from ..trainer import MultiTaskTrainer
+
+        trainer = MultiTaskTrainer(model=model, args=eval_args, processing_class=tokenizer)
         metrics = trainer.evaluate(eval_dataset=data, metric_key_prefix=args.split)
     print(format_metrics(metrics, recipe, args.split, prefix=args.split))
     if args.json:

@@ -54,16 +54,6 @@ def load_recipe_data(
     return out
 
 
-def trainer_class() -> type:
-    """`MultiTaskTrainer` with the hf_mtl Hub integration (card, plot, one-commit push)."""
-    from ..hub import MultiTaskHubMixin
-    from ..trainer import MultiTaskTrainer
-
-    if issubclass(MultiTaskTrainer, MultiTaskHubMixin):
-        return MultiTaskTrainer
-    return type("MultiTaskTrainer", (MultiTaskHubMixin, MultiTaskTrainer), {"__module__": __name__})
-
-
 def apply_num_threads(recipe: Recipe) -> None:
     """Use the recipe's `num_threads` for torch's CPU ops (small batches run faster on one thread than on
     several competing for busy cores)."""
@@ -97,6 +87,7 @@ def train_recipe(recipe: Recipe, *, stream: TextIO | None = None) -> dict[str, f
     from transformers import AutoTokenizer
 
     from ..modeling_multitask import MultiTaskModel
+    from ..trainer import MultiTaskTrainer
 
     apply_num_threads(recipe)
     encoder = recipe.encoder_path()
@@ -105,7 +96,7 @@ def train_recipe(recipe: Recipe, *, stream: TextIO | None = None) -> dict[str, f
     model = MultiTaskModel.from_encoder(encoder, tasks=recipe.task_specs, **recipe.model)
     model.config.base_model_name_or_path = recipe.encoder  # the portable name, not this machine's path
 
-    trainer = trainer_class()(
+    trainer = MultiTaskTrainer(
         model=model,
         args=training_args,
         train_dataset=train_data,
