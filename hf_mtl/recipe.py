@@ -180,7 +180,8 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
         try:
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError as err:
-            raise RecipeError(f"--set {override}: the value is not valid YAML ({err}).") from None
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]  # one line, without the mark
+            raise RecipeError(f"--set {override}: the value is not valid YAML ({problem}).") from None
         node: Any = raw
         for depth, part in enumerate(parts):
             here = _format_path(parts[: depth + 1])

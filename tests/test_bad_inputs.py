@@ -219,3 +219,142 @@ def test_hf_mtl_checkpoint_loads_without_trust_remote_code(checkpoint):
     reference = mtl_fixture.model()
     for name, tensor in reference.state_dict().items():
         assert torch.equal(model.state_dict()[name], tensor), name
+
+
+# ============================================================================ issue 6: files, recipes, CLI
+# Bad data files and recipes: each is a clear error naming the file and line (or the recipe key path) and
+# what was expected; nothing in a recipe is executed or evaluated.
+from hf_mtl.cli import main  # noqa: E402
+from hf_mtl.data.loaders import DataFileError, read_file  # noqa: E402
+from hf_mtl.recipe import RecipeError, apply_overrides, load_recipe  # noqa: E402
+
+# the same rows in three formats; line 3 holds "Zürich" written as latin-1 (0xfc), not UTF-8
+_LATIN1_FILES = {
+    "ner.conll": ("Anna B-PER\nsings O\nZürich B-LOC\n", 2),
+    "rows.csv": ("text,label\nfine,pos\nZürich,neg\n", 2),
+    "rows.jsonl": ('{"text": "fine"}\n\n{"text": "Zürich"}\n', 12),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_LATIN1_FILES))
+def test_data_file_that_is_not_utf8(tmp_path, name):
+    text, column = _LATIN1_FILES[name]
+    path = tmp_path / name
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(DataFileError, match=rf"{name}:3: not valid utf-8 text \(byte 0xfc at column {column}\); "
+                                            r"convert the file to utf-8 or set the source's `encoding:` option"):
+        read_file(path)
+    assert "Zürich" in str(read_file(path, encoding="latin-1").to_list())  # the option the message names
+    with pytest.raises(DataFileError, match=rf"{name}: unknown text encoding 'latin-9x'"):
+        read_file(path, encoding="latin-9x")
+
+
+def test_line_of_a_bad_byte_deep_in_a_file(tmp_path):
+    """The reader decodes in chunks; the line is found again, counting rows that span lines and CR/LF endings."""
+    path = tmp_path / "big.csv"
+    body = "text,label\r\n" + "ok,pos\r\n" * 5000 + '"two\r\nlines",pos\r\n'
+    path.write_bytes(body.encode() + b"caf\xe9,neg\r\n")
+    with pytest.raises(DataFileError, match=r"big\.csv:5004: not valid utf-8 text \(byte 0xe9 at column 4\)"):
+        read_file(path)
+    path.write_bytes(b'{"a": 1}\n{"a": "\xc3')  # a character cut off at the end of the file
+    with pytest.raises(DataFileError, match=r"big\.csv:2: not valid utf-8 text \(byte 0xc3 at column 8\)"):
+        read_file(path, "jsonl")
+
+
+def test_csv_row_with_a_missing_field(tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_text("text,label\nfine,pos\nno label here\nalso fine,neg\n", encoding="utf-8")
+    with pytest.raises(DataFileError, match=r"rows\.csv:3: expected 2 fields \(text, label\), got 1: \['no label here'\]"):
+        read_file(path)
+
+
+def _recipe(folder: Path, encoder: str = "does/not/exist", **changes) -> dict:
+    (folder / "s.csv").write_text("text,label\na great film,pos\nan awful film,neg\n", encoding="utf-8")
+    recipe = {
+        "encoder": encoder,
+        "output_dir": str(folder / "out"),
+        "tasks": [{"name": "sentiment", "type": "sequence_classification", "labels": ["negative", "positive"],
+                   "data": {"files": {"train": "s.csv", "validation": "s.csv"},
+                            "label_map": {"neg": "negative", "pos": "positive"}}}],
+        "training": {"max_steps": 1, "use_cpu": True, "report_to": "none"},
+    }
+    recipe.update(changes)
+    return recipe
+
+
+def _write(folder: Path, recipe: dict) -> Path:
+    import yaml
+
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _one_line_error(capsys, command: str) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and err.startswith(f"hf-mtl {command}: error: "), err
+    return err
+
+
+def test_not_utf8_data_through_a_recipe(tmp_path, capsys):
+    recipe = _write(tmp_path, _recipe(tmp_path))
+    (tmp_path / "s.csv").write_bytes("text,label\nfine,pos\nZürich,neg\n".encode("cp1252"))
+    assert main(["train", str(recipe)]) == 2  # found before the (missing) encoder is loaded
+    assert "s.csv:3: not valid utf-8 text (byte 0xfc at column 2)" in _one_line_error(capsys, "train")
+    from hf_mtl.data.sources import load_task_data
+
+    fixed = load_recipe(recipe, ["tasks[0].data.encoding=cp1252"]).tasks[0]
+    assert load_task_data(fixed.data, fixed.task)["train"]["text"] == ["fine", "Zürich"]
+    assert main(["train", str(recipe), "--set", "tasks[0].data.encoding=no-such-codec"]) == 2
+    assert "unknown text encoding 'no-such-codec'" in _one_line_error(capsys, "train")
+
+
+def test_recipe_python_tags_are_refused_and_never_run(tmp_path, capsys):
+    marker = tmp_path / "pwned-marker"
+    payload = f'!!python/object/apply:os.system ["touch {marker}"]'
+    recipe = _write(tmp_path, _recipe(tmp_path))
+    text = recipe.read_text(encoding="utf-8")
+    for key in ("encoder", "  max_steps"):  # a top-level value and a nested one
+        start = text.index(f"{key}:")
+        line = text.count("\n", 0, start) + 1
+        end = text.index("\n", start)
+        recipe.write_text(f"{text[:start]}{key}: {payload}{text[end:]}", encoding="utf-8")
+        with pytest.raises(RecipeError, match=rf"recipe\.yaml:{line}:\d+: not valid YAML \(could not determine a "
+                                              r"constructor for the tag 'tag:yaml.org,2002:python/object/apply"):
+            load_recipe(recipe)
+        assert main(["train", str(recipe)]) == 2
+        assert f"recipe.yaml:{line}:" in _one_line_error(capsys, "train")
+    recipe.write_text(text, encoding="utf-8")
+    for value in (payload, "!!python/name:os.getcwd ''"):  # --set values are YAML too, read just as safely
+        with pytest.raises(RecipeError, match=r"--set training\.max_steps=.*: the value is not valid YAML"):
+            apply_overrides({}, [f"training.max_steps={value}"])
+        assert main(["train", str(recipe), "--set", f"training.max_steps={value}"]) == 2
+        _one_line_error(capsys, "train")
+    assert not marker.exists()
+
+
+def test_recipe_values_are_never_evaluated(tmp_path, capsys):
+    expression = "__import__('os').getcwd()"
+    with pytest.raises(RecipeError, match=r"training\.learning_rate: expected float, got string \"__import__\('os'\)"):
+        load_recipe(_write(tmp_path, _recipe(tmp_path, training={"learning_rate": expression})))
+    recipe = _write(tmp_path, _recipe(tmp_path))
+    for key in ("training.learning_rate", "tasks[0].weight", "training.max_steps"):
+        assert main(["train", str(recipe), "--set", f"{key}={expression}"]) == 2
+        assert f"{key}: expected" in _one_line_error(capsys, "train")
+    # where a string is expected, the expression is kept as plain text, never run
+    loaded = load_recipe(recipe, [f"tasks[0].data.name={expression}", f"training.run_name={expression}"])
+    assert loaded.tasks[0].data.name == expression and loaded.training["run_name"] == expression
+
+
+def test_evaluate_with_a_checkpoint_whose_tasks_differ(checkpoint, tmp_path, capsys):
+    """The checkpoint has sentiment, topics and ner; a recipe task it lacks is a one-line error (exit 2)."""
+    raw = _recipe(tmp_path)
+    raw["tasks"][0]["name"] = "sentiments"
+    assert main(["evaluate", str(checkpoint), str(_write(tmp_path, raw))]) == 2
+    err = _one_line_error(capsys, "evaluate")
+    assert "tasks[0].name: 'sentiments' is not a head of the model (its heads: ['ner', 'sentiment', 'topics'])" in err
+    raw["tasks"][0].update(name="sentiment", labels=["negative", "neutral"])
+    raw["tasks"][0]["data"]["label_map"] = {"neg": "negative", "pos": "neutral"}
+    assert main(["evaluate", str(checkpoint), str(_write(tmp_path, raw))]) == 2
+    assert "tasks[0].labels: ['negative', 'neutral'] differ from the model's labels for 'sentiment'" in (
+        _one_line_error(capsys, "evaluate"))

@@ -6,10 +6,12 @@ Each reader returns a `datasets.Dataset` with the file's columns as they are (no
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,71 @@ def _check_file(path: str | os.PathLike) -> Path:
     return path
 
 
+def _check_encoding(path: Path, encoding: str) -> None:
+    try:
+        known = getattr(codecs.lookup(encoding), "_is_text_encoding", True)  # False for e.g. base64, rot13
+    except LookupError:
+        known = False
+    if not known:
+        raise DataFileError(
+            f"{path}: unknown text encoding {encoding!r}; set the source's `encoding:` option to a Python codec "
+            "name such as utf-8, utf-8-sig, latin-1 or cp1252."
+        )
+
+
+def _lines(handle: Iterable[str], path: Path, encoding: str) -> Iterator[str]:
+    """The lines of an open text file; a byte that is not valid `encoding` is a `DataFileError` naming the line."""
+    try:
+        yield from handle
+    except UnicodeError as err:  # UnicodeDecodeError, or e.g. utf-16 without a byte order mark
+        raise _decode_error(path, encoding, err) from None
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _decode_error(path: Path, encoding: str, err: UnicodeError) -> DataFileError:
+    """A `DataFileError` naming the line and column of the first undecodable byte of `path`.
+
+    The text reader decodes in chunks, so `err` does not tell the line; the file is decoded again in
+    binary, line by line (line breaks counted as the readers count them: \\n, \\r\\n or \\r).
+    """
+    decoder = codecs.getincrementaldecoder(encoding)()
+    lineno, column, byte, after_cr, line_start = 1, 1, None, False, ""  # line_start: decoded text of the line so far
+    with path.open("rb") as handle:
+        chunks = iter(handle)  # split at 0x0a bytes, whatever the encoding; the decoder carries partial characters
+        while True:
+            chunk = next(chunks, None)
+            try:
+                text = decoder.decode(chunk if chunk is not None else b"", final=chunk is None)
+            except UnicodeDecodeError as found:
+                prefix = found.object[: found.start].decode(encoding, errors="replace")
+                byte = found.object[found.start]
+                breaks = list(_LINE_BREAK.finditer(prefix))
+                lineno += len(breaks) - (after_cr and prefix.startswith("\n"))
+                column = len(prefix) - breaks[-1].end() + 1 if breaks else len(line_start) + len(prefix) + 1
+                break
+            except UnicodeError:  # not about one byte (e.g. utf-16 without a byte order mark)
+                break
+            if chunk is None:
+                break
+            if text:
+                lineno += len(_LINE_BREAK.findall(text)) - (after_cr and text.startswith("\n"))  # \r|\n split
+                after_cr = text.endswith("\r")
+                last = None
+                for last in _LINE_BREAK.finditer(text):
+                    pass
+                line_start = text[last.end():] if last else line_start + text
+    if byte is None:  # no offending byte found: report what the reader saw, without a line
+        where, what = str(path), str(err)
+    else:
+        where, what = f"{path}:{lineno}", f"byte 0x{byte:02x} at column {column}"
+    return DataFileError(
+        f"{where}: not valid {encoding} text ({what}); convert the file to {encoding} or set the source's "
+        "`encoding:` option (e.g. `encoding: latin-1`)."
+    )
+
+
 def read_conll(
     path: str | os.PathLike,
     *,
@@ -93,8 +160,9 @@ def read_conll(
             current_tokens.clear()
             current_tags.clear()
 
+    _check_encoding(path, encoding)
     with path.open(encoding=encoding, newline="") as handle:
-        for lineno, raw in enumerate(handle, start=1):
+        for lineno, raw in enumerate(_lines(handle, path, encoding), start=1):
             line = raw.rstrip("\r\n")
             if not line.strip():
                 flush()
@@ -138,8 +206,10 @@ def read_delimited(
     if not header and not column_names:
         raise DataFileError(f"{path}: the file has no header (header: false), so `column_names` are required.")
     quoting = csv.QUOTE_MINIMAL if quotechar else csv.QUOTE_NONE
+    _check_encoding(path, encoding)
     with path.open(encoding=encoding, newline="") as handle:
-        reader = csv.reader(handle, delimiter=delimiter, quotechar=quotechar or '"', quoting=quoting)
+        lines = _lines(handle, path, encoding)
+        reader = csv.reader(lines, delimiter=delimiter, quotechar=quotechar or '"', quoting=quoting)
         rows = iter(reader)
         names = list(column_names) if column_names else None
         if header:
@@ -170,8 +240,9 @@ def read_jsonl(path: str | os.PathLike, *, encoding: str = "utf-8") -> datasets.
     """Read a JSON Lines file (one JSON object per line; blank lines are skipped)."""
     path = _check_file(path)
     records: list[dict[str, Any]] = []
+    _check_encoding(path, encoding)
     with path.open(encoding=encoding) as handle:
-        for lineno, line in enumerate(handle, start=1):
+        for lineno, line in enumerate(_lines(handle, path, encoding), start=1):
             if not line.strip():
                 continue
             try:
