@@ -218,7 +218,8 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         params: dict[str, Any] = {
             "collate_fn": self.data_collator,
             "num_workers": self.args.dataloader_num_workers,
-            "pin_memory": self.args.dataloader_pin_memory,
+            # pinning only helps host-to-accelerator copies (and warns on CPU-only machines)
+            "pin_memory": self.args.dataloader_pin_memory and self.args.device.type != "cpu",
             "persistent_workers": self.args.dataloader_persistent_workers and self.args.dataloader_num_workers > 0,
         }
         if self.args.dataloader_num_workers > 0 and self.args.dataloader_prefetch_factor is not None:
