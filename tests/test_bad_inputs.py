@@ -358,3 +358,8 @@ def test_evaluate_with_a_checkpoint_whose_tasks_differ(checkpoint, tmp_path, cap
     assert main(["evaluate", str(checkpoint), str(_write(tmp_path, raw))]) == 2
     assert "tasks[0].labels: ['negative', 'neutral'] differ from the model's labels for 'sentiment'" in (
         _one_line_error(capsys, "evaluate"))
+    raw["tasks"][0].update(labels=["negative", "positive"], problem_type="multi_label_classification")
+    raw["tasks"][0]["data"]["label_map"] = {"neg": "negative", "pos": "positive"}
+    assert main(["evaluate", str(checkpoint), str(_write(tmp_path, raw))]) == 2
+    assert ("tasks[0]: 'sentiment' is declared as sequence_classification/multi_label_classification but the "
+            "model's head is sequence_classification/single_label_classification") in _one_line_error(capsys, "evaluate")

@@ -42,7 +42,15 @@ def _check_tasks(recipe: Any, config: Any) -> None:
             raise RecipeError(
                 f"tasks[{i}].name: {task.name!r} is not a head of the model (its heads: {sorted(model_tasks)})."
             )
-        id2label = model_tasks[task.name]["id2label"]
+        model_task = model_tasks[task.name]
+        declared = (task.task_type, task.problem_type)
+        trained = (model_task["task_type"], model_task["problem_type"])
+        if declared != trained:
+            raise RecipeError(
+                f"tasks[{i}]: {task.name!r} is declared as {'/'.join(declared)} but the model's head is "
+                f"{'/'.join(trained)}."
+            )
+        id2label = model_task["id2label"]
         model_labels = [id2label[j] for j in range(len(id2label))]
         if task.labels and list(task.labels) != model_labels:
             raise RecipeError(
