@@ -1,0 +1,80 @@
+"""Smoke test of the benchmark scripts (benchmarks/): each runs end to end on a handful of real examples with a
+tiny random encoder, so the scripts cannot rot. Nothing here looks at times or scores."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertModel
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._data import DEFAULT_DATA_DIR  # noqa: E402
+
+DATA_DIR = os.environ.get("HF_MTL_DATA_DIR", DEFAULT_DATA_DIR)
+pytestmark = pytest.mark.skipif(
+    not Path(DATA_DIR, "sst2", "train.tsv").is_file(), reason=f"benchmark data not found at {DATA_DIR}"
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory, minilm_dir) -> str:
+    """A tiny random BERT with the real MiniLM tokenizer, saved like a pretrained checkpoint."""
+    path = tmp_path_factory.mktemp("tiny_encoder")
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37)
+    BertModel(config).save_pretrained(path)
+    AutoTokenizer.from_pretrained(minilm_dir).save_pretrained(path)
+    return str(path)
+
+
+def test_train_throughput_runs(tiny_encoder, tmp_path):
+    from benchmarks import train_throughput
+
+    out = tmp_path / "train.json"
+    payload = train_throughput.main([
+        "--data-dir", DATA_DIR, "--model", tiny_encoder, "--steps", "2", "--warmup", "1",
+        "--examples-per-task", "48", "--batch-size", "8", "--repeats", "1", "--out", str(out),
+    ])
+    assert set(payload["results"]) == {"mtl/random", "plain/random", "mtl/grouped", "plain/grouped"}
+    for result in payload["results"].values():
+        assert result["examples"] > 0 and 0 <= result["padding_fraction"] < 1
+    assert json.loads(out.read_text())["benchmark"] == "train_throughput"
+
+
+def test_quality_runs(tiny_encoder, tmp_path):
+    from benchmarks import quality
+
+    out = tmp_path / "quality.json"
+    payload = quality.main([
+        "--data-dir", DATA_DIR, "--model", tiny_encoder, "--train-sizes", "sentiment=24,topic=16,ner=16",
+        "--eval-size", "16", "--batch-size", "8", "--setups", "single,mtl/temperature", "--out", str(out),
+    ])
+    assert set(payload["results"]) == {"single", "mtl/temperature"}
+    single, mtl = payload["results"]["single"], payload["results"]["mtl/temperature"]
+    assert set(single["scores"]) == set(mtl["scores"]) == {"sentiment/val", "topic/val", "ner/val", "ner/test"}
+    assert mtl["params"] < single["params"] and mtl["encoder_passes_per_text"] == 1
+    assert single["examples_seen"] == {"sentiment": 24, "topic": 16, "ner": 16}
+    assert sum(mtl["examples_seen"].values()) > 0
+    assert json.loads(out.read_text())["benchmark"] == "quality"
+
+
+def test_predict_throughput_runs(tiny_encoder, tmp_path):
+    pytest.importorskip("hf_mtl.pipeline")
+    from benchmarks import predict_throughput
+
+    out = tmp_path / "predict.json"
+    payload = predict_throughput.main([
+        "--data-dir", DATA_DIR, "--model", tiny_encoder, "--n-texts", "30", "--batch-size", "8",
+        "--repeats", "1", "--out", str(out),
+    ])
+    assert set(payload["results"]) >= {"a", "b", "c", "single_mixed", "builtin_single_uniform"}
+    # same weights, same batch size: the multi-task pipeline and the built-in ones give the same predictions
+    assert all(v.startswith("30/30") for v in payload["outputs_agreement"].values()), payload["outputs_agreement"]
+    assert json.loads(out.read_text())["benchmark"] == "predict_throughput"
