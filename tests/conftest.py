@@ -89,3 +89,21 @@ def raw_datasets(n: int = 24) -> dict[str, Dataset]:
 @pytest.fixture
 def raw_data():
     return raw_datasets()
+
+
+def run_isolated(command: list[str], env: dict[str, str], timeout: int) -> "subprocess.CompletedProcess":
+    """`subprocess.run` in a new process group that is killed whole on timeout: launchers such as torchrun
+    start workers that would otherwise outlive a killed parent and hold CPU and memory."""
+    import signal
+    import subprocess
+
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_isolated
 import torch
 from safetensors.torch import load_file
 
@@ -39,7 +40,7 @@ def launch(out: Path, *extra: str, timeout: int = 240) -> subprocess.CompletedPr
         "--master_port", str(free_port()),
         str(SCRIPTS / "ddp_train.py"), str(out), "--max-steps", str(MAX_STEPS), *extra,
     ]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    return run_isolated(command, env, timeout)
 
 
 @pytest.fixture(scope="module")

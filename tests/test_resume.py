@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_isolated
 import torch
 from safetensors.torch import load_file
 from transformers import TrainerState
@@ -35,7 +36,7 @@ TOTAL_STEPS = 22  # 2 epochs of 11 batches (20, 12 and 9 examples, batch size 4)
 def run_script(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     command = [sys.executable, str(SCRIPTS / "resume_train.py"), *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    return run_isolated(command, env, timeout)
 
 
 def read_steps(path: Path) -> dict[int, dict]:
