@@ -60,7 +60,7 @@ def profile_pipeline(args) -> dict[str, Any]:
         return by_name.get((file, name), [0.0, 0.0])[1]
 
     parts = {
-        "model forward (_run_batches minus batching)": cum("pipeline.py", "_run_batches"),
+        "_run_batches (padding + model calls)": cum("pipeline.py", "_run_batches"),
         "tokenization (preprocess)": cum("pipeline.py", "preprocess"),
         "postprocess (labels, entity grouping)": cum("pipeline.py", "postprocess"),
         "encoder (torch module calls)": cum("module.py", "_wrapped_call_impl"),
