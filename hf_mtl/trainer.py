@@ -159,7 +159,8 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             **kwargs,
         )
         # running per-task training loss since the last log: [sum, count] per task, on the model's device
-        self._task_loss = torch.zeros(len(self.tasks), 2, dtype=torch.float64)
+        self._task_loss = torch.zeros(len(self.tasks), 2, dtype=torch.float32)
+        self._task_index = {t.name: i for i, t in enumerate(self.tasks)}
         self._check_distributed_launch()
         # tasks whose head ran on this process since the last optimizer step (see `_drop_unused_head_grads`)
         self._heads_used = torch.zeros(len(self.tasks), dtype=torch.float32)
@@ -266,8 +267,10 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         if loss is None:
             raise ValueError(f"Task {task_name!r}: the batch has no labels, so no loss can be computed.")
         if model.training:
-            index = self.tasks.index(self.task_by_name[task_name])
-            self._task_loss[index, 0] += float(loss.detach())
+            index = self._task_index[task_name]
+            if self._task_loss.device != loss.device:  # accumulate where the loss lives: no per-step sync
+                self._task_loss = self._task_loss.to(loss.device)
+            self._task_loss[index, 0] += loss.detach().float()
             self._task_loss[index, 1] += 1
             self._heads_used[index] += 1
         weight = self.task_weights.get(task_name, 1.0)
