@@ -133,14 +133,7 @@ def compute_task_metrics(task: Task, predictions: Any, label_ids: Any) -> dict[s
     raise ValueError(f"No metrics for task {task.name!r} of problem type {task.problem_type!r}.")
 
 
-def average_main_metric(metrics: Mapping[str, float], tasks: Sequence[Task], prefix: str = "eval") -> float:
-    """Mean over tasks of `<prefix>_<task>_<main_metric>` (tasks without results are skipped)."""
-    values = [metrics[f"{prefix}_{t.name}_{t.main_metric}"] for t in tasks if f"{prefix}_{t.name}_{t.main_metric}" in metrics]
-    return float(np.mean(values)) if values else float("nan")
-
-
 __all__ = [
-    "average_main_metric",
     "compute_task_metrics",
     "multi_label_metrics",
     "regression_metrics",

@@ -52,7 +52,6 @@ from transformers import (
     AutoModelForTokenClassification,
     AutoTokenizer,
     Pipeline,
-    PreTrainedModel,
 )
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.text_classification import ClassificationFunction, sigmoid, softmax

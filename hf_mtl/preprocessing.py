@@ -16,7 +16,7 @@ import numpy as np
 from datasets import Dataset, Features, Sequence as SequenceFeature, Value
 
 from .modeling_multitask import IGNORE_INDEX
-from .tasks import MULTI_LABEL, REGRESSION, SINGLE_LABEL, SequenceClassificationTask, Task, TokenClassificationTask
+from .tasks import MULTI_LABEL, SINGLE_LABEL, SequenceClassificationTask, Task, TokenClassificationTask
 
 logger = logging.getLogger(__name__)
 
@@ -315,10 +315,15 @@ def _prepare_tokens(
     return prepared
 
 
+def _input_columns(tokenizer: Any) -> list[str]:
+    """The model-input columns this tokenizer produces (e.g. no `token_type_ids` for RoBERTa)."""
+    probe = tokenizer("probe")
+    return [k for k in MODEL_INPUT_COLUMNS if k in probe]
+
+
 def _no_rows(tokenizer: Any) -> dict[str, list]:
     """The output of a batch whose rows were all skipped."""
-    probe = tokenizer("probe")
-    return {**{k: [] for k in MODEL_INPUT_COLUMNS if k in probe}, "labels": [], "length": []}
+    return {**{k: [] for k in _input_columns(tokenizer)}, "labels": [], "length": []}
 
 
 def _report_skipped(task: Task, split: str, total: int, left: int, skipped: list[int], reason: str) -> None:
@@ -335,9 +340,7 @@ def _report_skipped(task: Task, split: str, total: int, left: int, skipped: list
 
 
 def _map(dataset: Dataset, fn, tokenizer: Any, label_feature, task: Task, split: str) -> Dataset:
-    probe = tokenizer("probe")
-    features = {k: SequenceFeature(Value("int8" if k != "input_ids" else "int32")) for k in MODEL_INPUT_COLUMNS}
-    features = {k: v for k, v in features.items() if k in probe}
+    features = {k: SequenceFeature(Value("int8" if k != "input_ids" else "int32")) for k in _input_columns(tokenizer)}
     features["labels"] = label_feature
     features["length"] = Value("int32")
     return dataset.map(

@@ -195,12 +195,19 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         return int(sum(self.batches_per_task()))
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "epoch": self.epoch}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.seed = int(state["seed"])
-        self.epoch = int(state["epoch"])
+    def settings(self) -> dict[str, Any]:
+        """Everything that, with the epoch, determines the batch order (a resumed run must see the same)."""
+        return {
+            "task_names": list(self.task_names),
+            "task_sizes": list(self.task_sizes),
+            "batch_size": self._batch_size,
+            "strategy": self.strategy,
+            "temperature": self.temperature,
+            "max_examples_per_task": self.max_examples_per_task,
+            "group_by_length": self.group_by_length,
+            "drop_last": self.drop_last,
+            "seed": self.seed,
+        }
 
     # ------------------------------------------------------------------ iteration
     def _rng(self, *keys: int) -> np.random.Generator:

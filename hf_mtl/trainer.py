@@ -348,21 +348,6 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             self._train_batch_sampler.set_epoch(int(math.floor(state.epoch or 0)))
 
     # ------------------------------------------------------------------ checkpoints and resume
-    @staticmethod
-    def _sampler_settings(sampler: MultiTaskBatchSampler) -> dict[str, Any]:
-        """What determines the batch order (with the epoch): a resumed run must see the same."""
-        return {
-            "task_names": list(sampler.task_names),
-            "task_sizes": list(sampler.task_sizes),
-            "batch_size": sampler._batch_size,
-            "strategy": sampler.strategy,
-            "temperature": sampler.temperature,
-            "max_examples_per_task": sampler.max_examples_per_task,
-            "group_by_length": sampler.group_by_length,
-            "drop_last": sampler.drop_last,
-            "seed": sampler.seed,
-        }
-
     def _multitask_state(self) -> dict[str, Any]:
         """The training state a checkpoint needs beyond the Trainer's: sampler settings and epoch, and the
         running losses since the last log (summed over processes). Collective: every process calls it."""
@@ -380,7 +365,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         return {
             "format": 1,
             "world_size": self.args.world_size,
-            "sampler": {**self._sampler_settings(sampler), "epoch": sampler.epoch} if sampler is not None else None,
+            "sampler": {**sampler.settings(), "epoch": sampler.epoch} if sampler is not None else None,
             "task_loss_since_log": {t.name: row for t, row in zip(self.tasks, totals.cpu().tolist())},
             "loss_since_log": float(since_log.item()),
             "last_logged_step": int(getattr(self, "_globalstep_last_logged", self.state.global_step)),
@@ -466,7 +451,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         saved = state.get("sampler")
         sampler = self._train_batch_sampler
         if saved and sampler is not None:
-            current = self._sampler_settings(sampler)
+            current = sampler.settings()
             changed = {k: (saved.get(k), v) for k, v in current.items() if saved.get(k) != v}
             if changed:
                 details = "; ".join(f"{k}: checkpoint {old!r}, now {new!r}" for k, (old, new) in changed.items())

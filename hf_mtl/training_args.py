@@ -68,10 +68,5 @@ class MultiTaskTrainingArguments(TrainingArguments):
                     raise ValueError(f"task_weights[{name!r}] = {weight!r}; expected a number >= 0.")
             self.task_weights = {str(k): float(v) for k, v in self.task_weights.items()}
 
-    @property
-    def length_grouping(self) -> bool:
-        """Whether training batches are grouped by length within each task."""
-        return bool(self.group_by_length) or self.train_sampling_strategy == "group_by_length"
-
 
 __all__ = ["MultiTaskTrainingArguments"]

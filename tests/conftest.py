@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -91,11 +92,10 @@ def raw_data():
     return raw_datasets()
 
 
-def run_isolated(command: list[str], env: dict[str, str], timeout: int) -> "subprocess.CompletedProcess":
+def run_isolated(command: list[str], env: dict[str, str], timeout: int) -> subprocess.CompletedProcess:
     """`subprocess.run` in a new process group that is killed whole on timeout: launchers such as torchrun
     start workers that would otherwise outlive a killed parent and hold CPU and memory."""
     import signal
-    import subprocess
 
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True

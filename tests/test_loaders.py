@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
