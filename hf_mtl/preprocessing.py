@@ -40,6 +40,17 @@ def effective_max_length(tokenizer: Any, max_length: int | None = None, model_co
     return min(limits) if limits else 512
 
 
+def effective_text_pair(pair: Any) -> Any:
+    """The second text of a pair as the tokenizer should see it: `None` for a missing or empty pair.
+
+    transformers' `text-classification` pipeline passes `{"text": t, "text_pair": ""}` to the tokenizer as a
+    single call, which treats the falsy pair as absent and encodes `[CLS] t [SEP]`; a batched call would encode
+    `[CLS] t [SEP] [SEP]` instead. Training and prediction both go through this rule so they encode a pair
+    exactly as the built-in does (a whitespace-only pair stays a pair there too).
+    """
+    return pair if pair else None
+
+
 def is_prepared(dataset: Dataset) -> bool:
     """Whether a dataset already holds model inputs (then it is used as is)."""
     return "input_ids" in dataset.column_names and "labels" in dataset.column_names
@@ -431,4 +442,4 @@ def prepare_datasets(
     }
 
 
-__all__ = ["DEFAULT_STRIDE", "effective_max_length", "is_prepared", "prepare_dataset", "prepare_datasets"]
+__all__ = ["DEFAULT_STRIDE", "effective_max_length", "effective_text_pair", "is_prepared", "prepare_dataset", "prepare_datasets"]
