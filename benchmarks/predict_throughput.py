@@ -60,17 +60,21 @@ def build_model(model_path: str | None, seed: int):
     from hf_mtl import MultiTaskModel
 
     torch.manual_seed(seed)
-    if model_path and Path(model_path, "config.json").is_file() and _is_multitask(model_path):
+    if model_path and _is_multitask_dir(model_path):
         model = MultiTaskModel.from_pretrained(model_path)
     else:
         model = MultiTaskModel.from_encoder(model_path or model_dir(), tasks=TASKS)
     return model.eval()
 
 
-def _is_multitask(path: str) -> bool:
+def _is_multitask_dir(path: str) -> bool:
+    """Whether `path` is a saved hf_mtl checkpoint (its config names hf_mtl's model type)."""
     import json
 
-    return json.loads(Path(path, "config.json").read_text()).get("model_type") == "multitask"
+    from hf_mtl import MultiTaskConfig
+
+    config = Path(path, "config.json")
+    return config.is_file() and json.loads(config.read_text()).get("model_type") == MultiTaskConfig.model_type
 
 
 def uniform_texts(data_dir: str, tokenizer: Any, n: int, n_tokens: int = 24) -> list[str]:
@@ -129,6 +133,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from transformers import AutoTokenizer, pipeline
 
+    from hf_mtl import TokenClassificationTask, tasks_from_config
     from hf_mtl.pipeline import MultiTaskPipeline
 
     setup_run(args.threads)
@@ -143,12 +148,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     agg = args.aggregation
 
     mtl = MultiTaskPipeline(model=model, tokenizer=tokenizer, batch_size=bs, aggregation_strategy=agg)
-    views = {t.name: model.task_view(t.name).eval() for t in TASKS}
+    tasks = tasks_from_config(model)  # a trained checkpoint's own heads, not necessarily benchmarks' TASKS
+    views = {t.name: model.task_view(t.name).eval() for t in tasks}
     builtin = {}
-    for task in TASKS:
-        kind = "token-classification" if task.name == "ner" else "text-classification"
+    for task in tasks:
+        kind = "token-classification" if isinstance(task, TokenClassificationTask) else "text-classification"
         kwargs = {"aggregation_strategy": agg} if kind == "token-classification" else {}
         builtin[task.name] = pipeline(kind, model=views[task.name], tokenizer=tokenizer, batch_size=bs, **kwargs)
+
+    single = next(t.name for t in tasks if not isinstance(t, TokenClassificationTask))
 
     def three_builtin(xs):
         return {name: pipe(xs) for name, pipe in builtin.items()}
@@ -158,12 +166,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "b": ("(b) 3 built-in pipelines in turn", lambda: three_builtin(texts), len(texts)),
         "c": ("(c) floor: tokenize + encoder, length-sorted", lambda: floor_fn(model, tokenizer, bs, True)(texts), len(texts)),
         "c_unsorted": ("(c') floor, input order", lambda: floor_fn(model, tokenizer, bs, False)(texts), len(texts)),
-        "single_mixed": ("MultiTaskPipeline(tasks=[sentiment]), mixed", lambda: mtl(texts, tasks=["sentiment"]), len(texts)),
-        "builtin_single_mixed": ("built-in text-classification, mixed", lambda: builtin["sentiment"](texts), len(texts)),
-        "single_uniform": (f"MultiTaskPipeline(tasks=[sentiment]), uniform {len(uniform)}",
-                           lambda: mtl(uniform, tasks=["sentiment"]), len(uniform)),
+        "single_mixed": (f"MultiTaskPipeline(tasks=[{single}]), mixed", lambda: mtl(texts, tasks=[single]), len(texts)),
+        "builtin_single_mixed": ("built-in text-classification, mixed", lambda: builtin[single](texts), len(texts)),
+        "single_uniform": (f"MultiTaskPipeline(tasks=[{single}]), uniform {len(uniform)}",
+                           lambda: mtl(uniform, tasks=[single]), len(uniform)),
         "builtin_single_uniform": (f"built-in text-classification, uniform {len(uniform)}",
-                                   lambda: builtin["sentiment"](uniform), len(uniform)),
+                                   lambda: builtin[single](uniform), len(uniform)),
     }
     chosen = [s.strip() for s in args.settings.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in settings]
@@ -174,11 +182,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for key in chosen:
         label, fn, _ = settings[key]
         if key in ("a", "single_mixed"):
-            mtl(texts[: 2 * bs], tasks=None if key == "a" else ["sentiment"])
+            mtl(texts[: 2 * bs], tasks=None if key == "a" else [single])
         elif key in ("b",):
             three_builtin(texts[: 2 * bs])
         elif key.startswith("builtin"):
-            builtin["sentiment"](texts[: 2 * bs])
+            builtin[single](texts[: 2 * bs])
 
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in chosen}
     outputs: dict[str, Any] = {}
@@ -255,10 +263,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return finish("predict_throughput", payload, args.out)
 
 
-def _is_multitask_dir(path: str) -> bool:
-    return Path(path, "config.json").is_file() and _is_multitask(path)
-
-
 def compare_outputs(a: list[dict[str, Any]], b: dict[str, list[Any]]) -> dict[str, Any]:
     """How often (a) and (b) agree: same label per classification head, same entity groups for NER."""
     out = {}
@@ -266,7 +270,7 @@ def compare_outputs(a: list[dict[str, Any]], b: dict[str, list[Any]]) -> dict[st
         same = 0
         for a_item, b_item in zip(a, b_results):
             x = a_item[name]
-            if name == "ner":
+            if isinstance(x, list):  # a token head's entity list
                 same += [(e["entity_group"], e["start"], e["end"]) for e in x] == [
                     (e["entity_group"], e["start"], e["end"]) for e in b_item]
             else:

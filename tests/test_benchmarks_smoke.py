@@ -78,3 +78,22 @@ def test_predict_throughput_runs(tiny_encoder, tmp_path):
     # same weights, same batch size: the multi-task pipeline and the built-in ones give the same predictions
     assert all(v.startswith("30/30") for v in payload["outputs_agreement"].values()), payload["outputs_agreement"]
     assert json.loads(out.read_text())["benchmark"] == "predict_throughput"
+
+
+def test_predict_throughput_runs_on_a_trained_checkpoint(tiny_encoder, tmp_path):
+    """`--model DIR` with a saved hf_mtl checkpoint benchmarks that checkpoint's own heads (it used to be
+    mistaken for a plain encoder and fail)."""
+    from benchmarks import predict_throughput
+    from hf_mtl import MultiTaskModel, SequenceClassificationTask, TokenClassificationTask
+
+    tasks = [SequenceClassificationTask("mood", ["bad", "good"]), TokenClassificationTask("entities", ["O", "B-X", "I-X"])]
+    checkpoint = tmp_path / "checkpoint"
+    MultiTaskModel.from_encoder(tiny_encoder, tasks=tasks).save_pretrained(checkpoint)
+    AutoTokenizer.from_pretrained(tiny_encoder).save_pretrained(checkpoint)
+    payload = predict_throughput.main([
+        "--data-dir", DATA_DIR, "--model", str(checkpoint), "--n-texts", "12", "--batch-size", "4",
+        "--repeats", "1", "--settings", "a,b,single_mixed,builtin_single_mixed", "--out", str(tmp_path / "p.json"),
+    ])
+    assert payload["config"]["heads"] == "trained checkpoint"
+    assert set(payload["outputs_agreement"]) == {"mood", "entities"}
+    assert all(v.startswith("12/12") for v in payload["outputs_agreement"].values()), payload["outputs_agreement"]
