@@ -63,13 +63,12 @@ from .modeling_multitask import (
     MultiTaskForTokenClassification,
     MultiTaskModel,
 )
+from .preprocessing import effective_max_length
 
 logger = logging.getLogger(__name__)
 
 PIPELINE_TASK = "multitask"
 DEFAULT_BATCH_SIZE = 32
-#: encoders whose position ids start after the padding index (max_position_embeddings - 2 usable positions)
-_POSITION_OFFSET_MODEL_TYPES = {"roberta", "xlm-roberta", "camembert", "longformer", "xlm-roberta-xl", "ibert"}
 _INPUT_HELP = "a string or a dict {'text': str, 'text_pair': str (optional)}"
 _UNSET = object()
 
@@ -260,18 +259,9 @@ class MultiTaskPipeline(Pipeline):
     # ------------------------------------------------------------------ parameters
     @property
     def max_length(self) -> int:
-        """Longest window the model reads: the tokenizer's and the encoder's position limit, whichever is lower."""
-        limits = []
-        tokenizer_max = getattr(self.tokenizer, "model_max_length", None)
-        if isinstance(tokenizer_max, int) and 0 < tokenizer_max < 1_000_000:
-            limits.append(tokenizer_max)
-        encoder_config = self.model.config.encoder
-        positions = getattr(encoder_config, "max_position_embeddings", None)
-        if isinstance(positions, int) and positions > 0:
-            if getattr(encoder_config, "model_type", None) in _POSITION_OFFSET_MODEL_TYPES:
-                positions -= 2
-            limits.append(positions)
-        return min(limits) if limits else 512
+        """Longest window the model reads: the same limit training and evaluation tokenize to
+        (`effective_max_length`: the tokenizer's and the encoder's position limit, whichever is lower)."""
+        return effective_max_length(self.tokenizer, None, self.model.config)
 
     def _default_stride(self) -> int:
         return min(128, self.max_length // 4)

@@ -2,7 +2,10 @@
 
 `prepare_datasets` turns each task's raw `datasets.Dataset` (with the columns its task spec names) into
 `input_ids`, `attention_mask` (and `token_type_ids` where the tokenizer makes them), `labels` and `length`.
-Label values are checked here, so a bad row fails before any training with the task, split, row and value.
+Label values are checked here, so a bad row fails before any training with the task, split, row and value;
+the ids of a `datasets.ClassLabel` column are read through the column's own names. The rules that training,
+evaluation and prediction share live here too: the tokenization length (`effective_max_length`) and how a
+text pair is encoded (`effective_text_pair`, `tokenize_texts`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from datasets import Dataset, Features, Sequence as SequenceFeature, Value
+from datasets import ClassLabel, Dataset, Features, Sequence as SequenceFeature, Value
 
 from .modeling_multitask import IGNORE_INDEX
 from .tasks import MULTI_LABEL, SINGLE_LABEL, SequenceClassificationTask, Task, TokenClassificationTask
@@ -26,17 +29,57 @@ PREPARED_COLUMNS = (*MODEL_INPUT_COLUMNS, "labels", "length")
 DEFAULT_STRIDE = 32
 
 
+#: encoders whose position ids start after the padding index (transformers' `create_position_ids_from_input_ids`:
+#: RoBERTa-style embeddings number tokens from `pad_token_id + 1`), so they read
+#: `max_position_embeddings - pad_token_id - 1` tokens (512 of RoBERTa's 514 positions)
+_POSITION_OFFSET_MODEL_TYPES = frozenset({
+    "camembert", "data2vec-text", "ibert", "lilt", "longformer", "luke", "markuplm", "mpnet", "roberta",
+    "roberta-prelayernorm", "xlm-roberta", "xlm-roberta-xl", "xmod",
+})
+#: tokenizers without a length limit report a huge sentinel `model_max_length` (int(1e30))
+_NO_LIMIT = 1_000_000
+
+
+def encoder_max_length(model_config: Any) -> int | None:
+    """The longest input (in tokens, special tokens included) the encoder's position embeddings can take, or
+    None when its config does not say. `model_config` is a multi-task config, an encoder config or a model."""
+    config = getattr(model_config, "config", model_config)  # a model
+    encoder_config = getattr(config, "encoder", None)
+    if encoder_config is None:  # an encoder config itself
+        encoder_config = config
+    if getattr(encoder_config, "position_biased_input", True) is False:
+        return None  # DeBERTa-v2/v3 with relative positions only: no absolute position table to run past
+    positions = getattr(encoder_config, "max_position_embeddings", None)
+    if isinstance(positions, bool) or not isinstance(positions, int) or positions <= 0:
+        return None
+    if getattr(encoder_config, "model_type", None) in _POSITION_OFFSET_MODEL_TYPES:
+        pad = getattr(encoder_config, "pad_token_id", None)
+        positions -= (pad if isinstance(pad, int) and pad >= 0 else 1) + 1
+    return positions
+
+
 def effective_max_length(tokenizer: Any, max_length: int | None = None, model_config: Any = None) -> int:
-    """The tokenization length: `max_length` if given, else the smallest of the tokenizer's
-    `model_max_length` (often a huge sentinel) and the encoder's position-embedding count."""
+    """The tokenization length used by training, evaluation and prediction alike.
+
+    `max_length` if given (an error if the model, when known, cannot take that many tokens), else the smallest
+    of the tokenizer's `model_max_length` (ignored when it is the no-limit sentinel) and what the encoder's
+    position embeddings can take (`encoder_max_length(model_config)`), else 512.
+    """
+    model_limit = encoder_max_length(model_config) if model_config is not None else None
     if max_length is not None:
         if max_length < 8:
             raise ValueError(f"max_length={max_length} is too small to hold special tokens and text.")
+        if model_limit is not None and max_length > model_limit:
+            raise ValueError(
+                f"max_length={max_length} is longer than the model can take: its encoder reads at most "
+                f"{model_limit} tokens (position embeddings); use max_length <= {model_limit}."
+            )
         return int(max_length)
-    limits = [getattr(tokenizer, "model_max_length", None)]
-    encoder_config = getattr(model_config, "encoder", model_config)
-    limits.append(getattr(encoder_config, "max_position_embeddings", None))
-    limits = [int(x) for x in limits if isinstance(x, (int, float)) and 0 < x < 1_000_000]
+    limits = [model_limit]
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, (int, float)) and tokenizer_limit < _NO_LIMIT:
+        limits.append(int(tokenizer_limit))
+    limits = [x for x in limits if x is not None and x > 0]
     return min(limits) if limits else 512
 
 
@@ -67,20 +110,55 @@ def _check_columns(task: Task, dataset: Dataset, split: str) -> None:
         raise ValueError(f"Task {task.name!r} ({split}): the dataset is empty; every task needs at least one row.")
 
 
-class _LabelEncoder:
-    """Maps label values (names or integer ids) of one task to ids, with errors that locate the row."""
+def class_label_names(feature: Any) -> list[str] | None:
+    """The names of a `datasets.ClassLabel` feature, or of the ClassLabel inside a `Sequence`/`List` of them
+    (token tags, multi-label lists); None for any other feature."""
+    while feature is not None and not isinstance(feature, ClassLabel):
+        feature = getattr(feature, "feature", None)  # List/Sequence/LargeList wrap the inner feature
+        if isinstance(feature, dict):
+            return None
+    return list(feature.names) if isinstance(feature, ClassLabel) else None
 
-    def __init__(self, task: Task, split: str):
+
+class _LabelEncoder:
+    """Maps label values (names or integer ids) of one task to ids, with errors that locate the row.
+
+    In a `ClassLabel` column an integer is an id of the *column's* names, which may list the task's labels in
+    another order (or other labels): it is read as that name and then looked up among the task's labels.
+    Elsewhere an integer is the task's own label id.
+    """
+
+    def __init__(self, task: Task, split: str, column: str, feature: Any = None):
         self.task = task
         self.split = split
+        self.column = column
         self.label2id = task.label2id
         self.num_labels = task.num_labels
+        self.class_names = class_label_names(feature)
+
+    def where(self, row: int) -> str:
+        return f"Task {self.task.name!r}, split {self.split!r}, row {row}"
 
     def error(self, row: int, value: Any, what: str = "label") -> ValueError:
         return ValueError(
-            f"Task {self.task.name!r}, split {self.split!r}, row {row}: {what} {value!r} is not in the task's "
-            f"label set; known labels are {list(self.label2id)} (or their ids 0..{self.num_labels - 1})."
+            f"{self.where(row)}: {what} {value!r} is not in the task's label set; known labels are "
+            f"{list(self.label2id)} (or their ids 0..{self.num_labels - 1})."
         )
+
+    def _class_label_id(self, value: int, row: int, what: str) -> int:
+        names = self.class_names
+        if not 0 <= value < len(names):
+            raise ValueError(
+                f"{self.where(row)}: {what} {value!r} is not an id of column {self.column!r}'s ClassLabel names "
+                f"{names} (ids 0..{len(names) - 1})."
+            )
+        label_id = self.label2id.get(names[value])
+        if label_id is None:
+            raise ValueError(
+                f"{self.where(row)}: {what} {value!r} (ClassLabel name {names[value]!r} of column {self.column!r}) "
+                f"is not in the task's label set; known labels are {list(self.label2id)}."
+            )
+        return label_id
 
     def encode(self, value: Any, row: int, what: str = "label") -> int:
         if isinstance(value, str):
@@ -90,17 +168,20 @@ class _LabelEncoder:
             return label_id
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
             raise ValueError(
-                f"Task {self.task.name!r}, split {self.split!r}, row {row}: {what} {value!r} has type "
-                f"{type(value).__name__}; expected a label name (str) or id (int) from {list(self.label2id)}."
+                f"{self.where(row)}: {what} {value!r} has type {type(value).__name__}; expected a label name "
+                f"(str) or id (int) from {list(self.label2id)}."
             )
+        if self.class_names is not None:
+            return self._class_label_id(int(value), row, what)
         if not 0 <= int(value) < self.num_labels:
             raise self.error(row, value, what)
         return int(value)
 
 
 # ---------------------------------------------------------------------------- sequence classification
-def _sequence_targets(task: SequenceClassificationTask, values: Sequence[Any], rows: Sequence[int], split: str):
-    encoder = _LabelEncoder(task, split)
+def _sequence_targets(
+    task: SequenceClassificationTask, encoder: _LabelEncoder, values: Sequence[Any], rows: Sequence[int], split: str
+):
     if task.problem_type == SINGLE_LABEL:
         return [encoder.encode(v, r) for v, r in zip(values, rows)]
     if task.problem_type == MULTI_LABEL:
@@ -137,47 +218,76 @@ def _sequence_targets(task: SequenceClassificationTask, values: Sequence[Any], r
     return out
 
 
-def _check_texts(task: Task, column: str, texts: Sequence[Any], rows: Sequence[int], split: str) -> None:
+def _check_texts(
+    task: Task, column: str, texts: Sequence[Any], rows: Sequence[int], split: str, allow_none: bool = False
+) -> None:
     for text, row in zip(texts, rows):
-        if not isinstance(text, str):
+        if not isinstance(text, str) and not (allow_none and text is None):
             raise ValueError(
                 f"Task {task.name!r}, split {split!r}, row {row}: column {column!r} holds {text!r} "
-                f"({type(text).__name__}); expected a string."
+                f"({type(text).__name__}); expected a string{' (or None for no pair)' if allow_none else ''}."
             )
+
+
+def tokenize_texts(
+    tokenizer: Any, texts: Sequence[str], pairs: Sequence[str | None] | None = None, **kwargs: Any
+) -> dict[str, list]:
+    """Tokenize texts and their optional pairs, each exactly as the built-in `text-classification` pipeline
+    tokenizes it: a row whose pair is missing or empty (`effective_text_pair`) as a single text, the others
+    as pairs. Rows are grouped by whether they have a pair, so this is at most two tokenizer calls, and the
+    results come back in input order."""
+    pairs = [effective_text_pair(p) for p in pairs] if pairs is not None else [None] * len(texts)
+    single = [i for i, p in enumerate(pairs) if p is None]
+    if not single:
+        return dict(tokenizer(list(texts), pairs, **kwargs))
+    if len(single) == len(texts):
+        return dict(tokenizer(list(texts), **kwargs))
+    paired = [i for i, p in enumerate(pairs) if p is not None]
+    groups = [
+        (single, tokenizer([texts[i] for i in single], **kwargs)),
+        (paired, tokenizer([texts[i] for i in paired], [pairs[i] for i in paired], **kwargs)),
+    ]
+    out: dict[str, list] = {}
+    for key in groups[0][1].keys():
+        column: list = [None] * len(texts)
+        for indices, encoded in groups:
+            for i, value in zip(indices, encoded[key]):
+                column[i] = value
+        out[key] = column
+    return out
 
 
 def _prepare_sequence(task: SequenceClassificationTask, dataset: Dataset, tokenizer: Any, max_length: int, split: str):
     truncated = 0
     skipped: list[int] = []
+    labels = _LabelEncoder(task, split, task.label_column, dataset.features.get(task.label_column))
 
     def encode(batch: dict[str, list], rows: list[int]) -> dict[str, list]:
         nonlocal truncated
         texts = batch[task.text_column]
         _check_texts(task, task.text_column, texts, rows, split)
-        pairs = None
-        if task.text_pair_column:
-            pairs = batch[task.text_pair_column]
-            _check_texts(task, task.text_pair_column, pairs, rows, split)
-        keep = [i for i in range(len(texts)) if texts[i].strip() and (pairs is None or pairs[i].strip())]
+        if task.text_pair_column:  # a missing (None) or empty pair means a single text, as in the pipeline
+            _check_texts(task, task.text_pair_column, batch[task.text_pair_column], rows, split, allow_none=True)
+        keep = [i for i in range(len(texts)) if texts[i].strip()]
         if len(keep) < len(texts):  # empty or whitespace-only text: nothing to learn from or score
             kept = set(keep)
             skipped.extend(rows[i] for i in range(len(texts)) if i not in kept)
             batch = {k: [v[i] for i in keep] for k, v in batch.items()}
             rows = [rows[i] for i in keep]
             texts = batch[task.text_column]
-            pairs = batch[task.text_pair_column] if task.text_pair_column else None
             if not texts:
                 return _no_rows(tokenizer)
-        encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
+        pairs = batch[task.text_pair_column] if task.text_pair_column else None
+        encoded = tokenize_texts(tokenizer, texts, pairs, truncation=True, max_length=max_length)
         # Only rows that hit the limit can have been cut: re-measure those without truncation.
         full = [i for i, ids in enumerate(encoded["input_ids"]) if len(ids) >= max_length]
         if full:
-            again = tokenizer(
-                [texts[i] for i in full], [pairs[i] for i in full] if pairs else None, truncation=False
+            again = tokenize_texts(
+                tokenizer, [texts[i] for i in full], [pairs[i] for i in full] if pairs else None, truncation=False
             )
             truncated += sum(len(ids) > max_length for ids in again["input_ids"])
         out = {k: encoded[k] for k in MODEL_INPUT_COLUMNS if k in encoded}
-        out["labels"] = _sequence_targets(task, batch[task.label_column], rows, split)
+        out["labels"] = _sequence_targets(task, labels, batch[task.label_column], rows, split)
         out["length"] = [len(ids) for ids in encoded["input_ids"]]
         return out
 
@@ -233,7 +343,7 @@ def _prepare_tokens(
             f"Task {task.name!r}: token classification needs a fast tokenizer (word_ids() for label alignment); "
             f"{type(tokenizer).__name__} is not one. Load it with AutoTokenizer.from_pretrained(..., use_fast=True)."
         )
-    encoder = _LabelEncoder(task, split)
+    encoder = _LabelEncoder(task, split, task.tags_column, dataset.features.get(task.tags_column))
     continuation = np.asarray(task.continuation_label_ids(), dtype=np.int64)
     all_subwords = task.label_all_subwords and for_training
     stride = max(0, min(stride, max_length // 2 - 2))
@@ -374,12 +484,13 @@ def prepare_dataset(
     max_length: int | None = None,
     for_training: bool | None = None,
     stride: int = DEFAULT_STRIDE,
+    model_config: Any = None,
 ) -> Dataset:
     """Tokenize one task's raw dataset and encode/align its labels (see `prepare_datasets`)."""
     if is_prepared(dataset):
         return dataset
     _check_columns(task, dataset, split)
-    max_length = effective_max_length(tokenizer, max_length)
+    max_length = effective_max_length(tokenizer, max_length, model_config)
     if for_training is None:
         for_training = split == "train"
     if isinstance(task, TokenClassificationTask):
@@ -405,12 +516,14 @@ def prepare_datasets(
         datasets: task name -> raw `datasets.Dataset` with the columns that task's spec names (a
             `DatasetDict` keyed by task works too). Datasets that already hold `input_ids` and `labels`
             are passed through unchanged.
-        tasks: the task specs, or a `MultiTaskModel`/`MultiTaskConfig` to read them from.
+        tasks: the task specs, or a `MultiTaskModel`/`MultiTaskConfig` to read them (and the encoder's length
+            limit) from.
         tokenizer: a (fast) tokenizer of the encoder.
         split: split name, used in messages; `"train"` also selects training-time label alignment.
-        max_length: tokenization length (default: the tokenizer's and encoder's limit). Longer texts are
-            truncated with a counted warning; longer NER sentences are split into overlapping windows so
-            every word is labelled exactly once.
+        max_length: tokenization length (default: `effective_max_length`: the tokenizer's limit and, given a
+            model or config, what the encoder's position embeddings can take, as the pipeline uses). Longer
+            texts are truncated with a counted warning; longer NER sentences are split into overlapping
+            windows so every word is labelled exactly once.
         for_training: with `label_all_subwords=True`, label every sub-word (training) or only the first
             (evaluation, one prediction per word). Defaults to `split == "train"`.
         stride: overlap in tokens between the windows of a long NER sentence.
@@ -418,9 +531,11 @@ def prepare_datasets(
     Returns:
         task name -> dataset with `input_ids`, `attention_mask` (`token_type_ids`), `labels`, `length`.
     """
+    model_config = None
     if not isinstance(tasks, Sequence):
         from .tasks import tasks_from_config
 
+        model_config = tasks
         tasks = tasks_from_config(tasks)
     by_name = {t.name: t for t in tasks}
     unknown = [name for name in datasets if name not in by_name]
@@ -437,9 +552,20 @@ def prepare_datasets(
             max_length=max_length,
             for_training=for_training,
             stride=stride,
+            model_config=model_config,
         )
         for name, dataset in datasets.items()
     }
 
 
-__all__ = ["DEFAULT_STRIDE", "effective_max_length", "effective_text_pair", "is_prepared", "prepare_dataset", "prepare_datasets"]
+__all__ = [
+    "DEFAULT_STRIDE",
+    "class_label_names",
+    "effective_max_length",
+    "effective_text_pair",
+    "encoder_max_length",
+    "is_prepared",
+    "prepare_dataset",
+    "prepare_datasets",
+    "tokenize_texts",
+]

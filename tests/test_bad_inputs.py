@@ -72,6 +72,16 @@ def test_multi_label_row_with_unknown_label(tok, tmp_path):
         trainer_with(tok, tmp_path, train=single)
 
 
+def test_class_label_id_whose_name_is_not_a_task_label(tok, tmp_path):
+    from datasets import ClassLabel, Features, Value
+
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["negative", "neutral", "positive"])})
+    data = {"sentiment": Dataset.from_dict({"text": ["a", "b"], "label": [2, 1]}, features=features)}
+    with pytest.raises(ValueError, match=r"Task 'sentiment', split 'train', row 1: label 1 \(ClassLabel name 'neutral' of "
+                                         r"column 'label'\) is not in the task's label set; known labels are \['negative', 'positive'\]"):
+        trainer_with(tok, tmp_path, train=data)
+
+
 # ---------------------------------------------------------------------------- token classification rows
 def test_ner_row_whose_tags_and_tokens_differ_in_length(tok, tmp_path):
     train = {"ner": Dataset.from_dict({"tokens": [["John", "lives"], ["in", "Paris", "now"]],
@@ -101,18 +111,26 @@ def test_empty_or_whitespace_text_is_a_counted_skip(tok, tmp_path, caplog, blank
     assert "Task 'sentiment' (validation): skipped 1 of 2 rows" in caplog.text
 
 
-def test_text_pair_with_an_empty_side_is_a_counted_skip(tok, caplog):
+def test_text_pair_with_an_empty_text_is_a_counted_skip_and_an_empty_pair_is_no_pair(tok, caplog):
     task = SequenceClassificationTask("nli", ["yes", "no"], text_pair_column="hypothesis")
-    data = Dataset.from_dict({"text": ["a cat", "a dog", ""], "hypothesis": ["an animal", " ", "x"], "label": [0, 1, 0]})
+    data = Dataset.from_dict({"text": ["a cat", "a dog", "", "a cow"], "hypothesis": ["an animal", " ", "x", None],
+                              "label": [0, 1, 0, 1]})
     with caplog.at_level(logging.WARNING, logger="hf_mtl.preprocessing"):
         prepared = prepare_datasets({"nli": data}, [task], tok)
-    assert len(prepared["nli"]) == 1
-    assert "skipped 2 of 3 rows with empty or whitespace-only text (rows 1, 2)" in caplog.text
+    # as the built-in text-classification pipeline: a whitespace pair stays a pair, a missing one is no pair
+    assert prepared["nli"]["input_ids"] == [tok(text=t, text_pair=p)["input_ids"] for t, p in
+                                            [("a cat", "an animal"), ("a dog", " "), ("a cow", None)]]
+    assert "skipped 1 of 4 rows with empty or whitespace-only text (rows 2)" in caplog.text
 
 
 def test_text_that_is_not_a_string(tok, tmp_path):
     with pytest.raises(ValueError, match=r"row 1: column 'text' holds None \(NoneType\); expected a string"):
         trainer_with(tok, tmp_path, train=sentiment(["good", None], [1, 0]))
+
+
+def test_max_length_longer_than_the_encoder_positions(tok, tmp_path):
+    with pytest.raises(ValueError, match=r"max_length=600 is longer than the model can take: its encoder reads at most 512"):
+        trainer_with(tok, tmp_path, train=sentiment(["good"], [1]), max_length=600)
 
 
 # ---------------------------------------------------------------------------- empty tasks

@@ -20,6 +20,8 @@ from hf_mtl.data import (
     read_parquet,
     to_task_dataset,
 )
+from hf_mtl import prepare_datasets
+from hf_mtl.modeling_multitask import IGNORE_INDEX
 from hf_mtl.tasks import SequenceClassificationTask, TokenClassificationTask
 
 NER = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
@@ -169,29 +171,37 @@ def test_source_label_errors_point_at_the_row(tmp_path):
         load_task_data(DataSource(files={"validation": str(path)}, format="tsv"), task)
 
 
-def test_source_class_label_ids_become_names_and_extra_columns_are_dropped():
+def test_source_class_label_ids_are_read_through_their_names_and_extra_columns_are_dropped(tokenizer):
     features = datasets.Features({
         "idx": datasets.Value("int32"),
         "sentence": datasets.Value("string"),
         "label": datasets.ClassLabel(names=["negative", "positive"]),
     })
     raw = datasets.Dataset.from_dict({"idx": [0, 1], "sentence": ["bad", "good"], "label": [0, 1]}, features=features)
-    task = SequenceClassificationTask("sentiment", ["negative", "positive"], text_column="sentence")
+    # the task lists its labels in another order than the ClassLabel column
+    task = SequenceClassificationTask("sentiment", ["positive", "negative"], text_column="sentence")
     ds = to_task_dataset(raw, task, DataSource(hub="stanfordnlp/sst2"), "sst2[train]")
     assert ds.column_names == ["sentence", "label"]
-    assert ds["label"] == ["negative", "positive"]
+    assert ds.features["label"].int2str(ds["label"]) == ["negative", "positive"]
+    assert prepare_datasets({"sentiment": ds}, [task], tokenizer)["sentiment"]["labels"] == [1, 0]
 
 
-def test_source_token_tags_from_class_label_sequence_and_label_map():
+def test_source_token_tags_from_class_label_sequence_and_label_map(tokenizer):
     features = datasets.Features({
         "tokens": datasets.Sequence(datasets.Value("string")),
         "ner_tags": datasets.Sequence(datasets.ClassLabel(names=NER)),
     })
     raw = datasets.Dataset.from_dict({"tokens": [["Anna", "in", "Oslo"]], "ner_tags": [[1, 0, 3]]}, features=features)
-    task = TokenClassificationTask("ner", NER, tags_column="ner_tags")
-    assert to_task_dataset(raw, task, DataSource(hub="x"), "x")["ner_tags"] == [["B-PER", "O", "B-LOC"]]
+    task = TokenClassificationTask("ner", list(reversed(NER)), tags_column="ner_tags")
+
+    def prepared_tags(ds):
+        labels = prepare_datasets({"ner": ds}, [task], tokenizer)["ner"][0]["labels"]
+        return [task.id2label[label] for label in labels if label != IGNORE_INDEX]
+
+    assert prepared_tags(to_task_dataset(raw, task, DataSource(hub="x"), "x")) == ["B-PER", "O", "B-LOC"]
     mapped = DataSource(hub="x", label_map={"0": "O", "1": "B-PER", "3": "B-LOC"})
     assert to_task_dataset(raw, task, mapped, "x")["ner_tags"] == [["B-PER", "O", "B-LOC"]]
+    assert prepared_tags(to_task_dataset(raw, task, mapped, "x")) == ["B-PER", "O", "B-LOC"]
     with pytest.raises(DataSourceError, match=r"x, row 0: not a key of label_map"):
         to_task_dataset(raw, task, DataSource(hub="x", label_map={"0": "O"}), "x")
 

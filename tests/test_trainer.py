@@ -168,3 +168,85 @@ def test_errors_name_what_is_wrong(tmp_path, three_tasks, tokenizer):
 def test_model_without_recorded_source_needs_a_tokenizer(tmp_path, three_tasks):
     with pytest.raises(ValueError, match="processing_class"):
         MultiTaskTrainer(model=make_model(three_tasks), args=_args(tmp_path), train_dataset=raw_datasets())
+
+
+def test_class_label_columns_reach_the_model_as_the_tasks_ids(tmp_path, tokenizer):
+    from datasets import ClassLabel, Dataset, Features, Sequence, Value
+
+    from hf_mtl import SequenceClassificationTask, TokenClassificationTask
+    from hf_mtl.modeling_multitask import IGNORE_INDEX
+
+    from conftest import NER_LABELS
+
+    tasks = [SequenceClassificationTask("sentiment", ["negative", "positive"]), TokenClassificationTask("ner", NER_LABELS)]
+    # both columns name their classes in another order than the tasks
+    sentiment_names, ner_names = ["positive", "negative"], list(reversed(NER_LABELS))
+    texts = {"good": "positive", "bad": "negative", "great": "positive", "awful": "negative"}
+    sentiment = Dataset.from_dict(
+        {"text": list(texts), "label": [sentiment_names.index(v) for v in texts.values()]},
+        features=Features({"text": Value("string"), "label": ClassLabel(names=sentiment_names)}),
+    )
+    words, tags = ["John", "lives", "in", "Paris"], ["B-PER", "O", "O", "B-LOC"]
+    ner = Dataset.from_dict(
+        {"tokens": [words] * 4, "tags": [[ner_names.index(t) for t in tags]] * 4},
+        features=Features({"tokens": Sequence(Value("string")), "tags": Sequence(ClassLabel(names=ner_names))}),
+    )
+    data = {"sentiment": sentiment, "ner": ner}
+    model = make_model(tasks)
+    seen = []
+    original_forward = model.forward
+
+    def spy(*args, task_name=None, **kwargs):
+        seen.append((task_name, kwargs["input_ids"].tolist(), kwargs["labels"].tolist()))
+        return original_forward(*args, task_name=task_name, **kwargs)
+
+    model.forward = spy
+    trainer = MultiTaskTrainer(
+        model=model, args=_args(tmp_path, num_train_epochs=1), train_dataset=data, eval_dataset=data,
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    trainer.evaluate()
+    assert {name for name, _, _ in seen} == {"sentiment", "ner"}
+    for name, input_ids, labels in seen:  # training and evaluation batches
+        for ids, label in zip(input_ids, labels):
+            if name == "sentiment":
+                text = tokenizer.decode(ids, skip_special_tokens=True)
+                assert tasks[0].id2label[label] == texts[text], text
+            else:
+                assert [NER_LABELS[l] for l in label if l != IGNORE_INDEX] == tags
+
+
+def test_roberta_family_encoder_reads_inputs_longer_than_its_positions(tmp_path, minilm_dir):
+    """RoBERTa-style encoders number positions from pad_token_id + 1, so 34 position embeddings hold 32 tokens;
+    with a tokenizer that sets no length limit, training must still cut inputs there (not crash with an
+    IndexError in the position embeddings), and agree with the pipeline on the limit."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer, RobertaConfig
+
+    from hf_mtl import MultiTaskConfig, MultiTaskPipeline, SequenceClassificationTask, TokenClassificationTask
+
+    from conftest import NER_LABELS
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir, model_max_length=int(1e30))
+    tasks = [SequenceClassificationTask("sentiment", ["negative", "positive"]), TokenClassificationTask("ner", NER_LABELS)]
+    encoder = RobertaConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=37, max_position_embeddings=34,
+    )
+    torch.manual_seed(0)
+    model = MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks=[t.to_config_dict() for t in tasks]))
+    words = ["word"] * 60
+    data = {
+        "sentiment": Dataset.from_dict({"text": [" ".join(words), "short"], "label": [0, 1]}),
+        "ner": Dataset.from_dict({"tokens": [words, ["short"]], "tags": [["O"] * 60, ["O"]]}),
+    }
+    trainer = MultiTaskTrainer(
+        model=model, args=_args(tmp_path, max_steps=2, per_device_train_batch_size=2), train_dataset=data,
+        eval_dataset=data, processing_class=tokenizer,
+    )
+    assert trainer.tokenizer_max_length == 32
+    assert max(max(ds["length"]) for ds in trainer.train_datasets.values()) == 32
+    trainer.train()
+    assert "eval_sentiment_accuracy" in trainer.evaluate()
+    assert MultiTaskPipeline(model=model, tokenizer=tokenizer).max_length == trainer.tokenizer_max_length

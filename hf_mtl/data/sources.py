@@ -2,8 +2,10 @@
 
 `load_task_data(source, task, splits)` returns `{split: datasets.Dataset}` holding exactly the columns the
 task reads, with labels as label names (or floats for regression), so `MultiTaskTrainer` can take them
-as they are. Column renames, column joins and label maps bridge the gap between a file's layout and the
-task's columns; every problem is reported with the file (or Hub id), split, row and value.
+as they are. A `ClassLabel` label column without a label map is kept as it is: `prepare_datasets` reads its
+ids through the column's own names. Column renames, column joins and label maps bridge the gap between a
+file's layout and the task's columns; every problem is reported with the file (or Hub id), split, row and
+value.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import datasets
 
+from ..preprocessing import class_label_names
 from ..tasks import MULTI_LABEL, REGRESSION, SINGLE_LABEL, Task, TokenClassificationTask
 from .loaders import DataFileError, infer_format, read_file
 
@@ -129,16 +132,6 @@ def _read_split(source: DataSource, split: str, task: Task) -> tuple[datasets.Da
     return dataset, where
 
 
-def _class_label_names(dataset: datasets.Dataset, column: str) -> list[str] | None:
-    """Names of a `ClassLabel` column (or a sequence of them), else None."""
-    feature = dataset.features.get(column)
-    while feature is not None and not isinstance(feature, datasets.ClassLabel):
-        feature = getattr(feature, "feature", None)  # Sequence/List wrap the inner feature
-        if isinstance(feature, dict):
-            return None
-    return list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
-
-
 def _apply_columns(dataset: datasets.Dataset, source: DataSource, where: str) -> datasets.Dataset:
     """Column renames and joins."""
     for old, new in source.rename.items():
@@ -164,13 +157,10 @@ def _apply_columns(dataset: datasets.Dataset, source: DataSource, where: str) ->
 class _LabelConverter:
     """Turns raw label values into label names (or floats for regression) and checks them."""
 
-    def __init__(self, task: Task, source: DataSource, where: str, class_names: list[str] | None):
+    def __init__(self, task: Task, source: DataSource, where: str):
         self.task = task
         self.source = source
         self.where = where
-        # With an explicit label_map, raw ids (even ClassLabel ones) go through it; otherwise ClassLabel
-        # ids are turned into the dataset's own names.
-        self.class_names = class_names if source.label_map is None else None
         self.labels = set(task.labels or ())
 
     def fail(self, row: int, value: Any, why: str) -> DataSourceError:
@@ -178,8 +168,6 @@ class _LabelConverter:
 
     def name(self, value: Any, row: int) -> str:
         raw = value
-        if self.class_names is not None and isinstance(value, int) and 0 <= value < len(self.class_names):
-            value = self.class_names[value]
         if self.source.label_map is not None:
             key = str(value)
             if key not in self.source.label_map:
@@ -241,7 +229,15 @@ def to_task_dataset(dataset: datasets.Dataset, task: Task, source: DataSource, w
         raise DataSourceError(f"{where}: no rows.")
     dataset = dataset.select_columns(task.input_columns)
     label_column = _label_column(task)
-    converter = _LabelConverter(task, source, where, _class_label_names(dataset, label_column))
+    if (
+        task.problem_type != REGRESSION
+        and source.label_map is None
+        and class_label_names(dataset.features[label_column]) is not None
+    ):
+        # ClassLabel ids mean the column's own names (maybe in another order than the task's labels):
+        # `prepare_datasets` reads them through those names and checks them, row by row.
+        return dataset
+    converter = _LabelConverter(task, source, where)
     values = [converter.convert(v, row) for row, v in enumerate(dataset[label_column])]
     return dataset.remove_columns(label_column).add_column(label_column, values)
 
