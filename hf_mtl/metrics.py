@@ -9,7 +9,7 @@ without); `eval_average` is the mean of those.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -115,16 +115,17 @@ def entity_scores(gold_seqs: list[list[str]], pred_seqs: list[list[str]], scheme
     seqeval's extension of conlleval's (`E`/`S` end an entity, `B`/`S` start one; BILOU read as IOBES).
     `strict_*` count only entities whose tags are well-formed in `scheme` (seqeval's strict mode).
     """
+    from seqeval import scheme as seqeval_schemes
     from seqeval.metrics.sequence_labeling import precision_recall_fscore_support as lenient_prfs
     from seqeval.metrics.v1 import precision_recall_fscore_support as strict_prfs
-    from seqeval import scheme as seqeval_schemes
 
     lenient_gold, lenient_pred = gold_seqs, pred_seqs
     if scheme == BILOU:
         lenient_gold, lenient_pred = _iobes_from_bilou(gold_seqs), _iobes_from_bilou(pred_seqs)
     strict_gold, strict_pred, strict_scheme = gold_seqs, pred_seqs, getattr(seqeval_schemes, scheme)
     if scheme == IOE1:
-        strict_gold, strict_pred, strict_scheme = _mirrored_ioe1(gold_seqs), _mirrored_ioe1(pred_seqs), seqeval_schemes.IOB1
+        strict_gold, strict_pred = _mirrored_ioe1(gold_seqs), _mirrored_ioe1(pred_seqs)
+        strict_scheme = seqeval_schemes.IOB1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # seqeval warns about bare tags such as `B` (valid, typeless entities)
         p, r, f, _ = lenient_prfs(lenient_gold, lenient_pred, average="micro", zero_division=0)

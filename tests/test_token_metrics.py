@@ -66,7 +66,8 @@ def run_conlleval(sentences, *, know_s: bool = False) -> dict[str, float]:
     command = [PERL, str(CONLLEVAL)] + (["-s"] if know_s else [])
     done = subprocess.run(command, input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    counts = re.search(r"processed (\d+) tokens with (\d+) phrases; found: (\d+) phrases; correct: (\d+)\.", done.stdout)
+    counts = re.search(r"processed (\d+) tokens with (\d+) phrases; found: (\d+) phrases; correct: (\d+)\.",
+                       done.stdout)
     rates = re.search(r"accuracy: ([\d.]+)%; precision: ([\d.]+)%; recall: ([\d.]+)%; FB1: ([\d.]+)", done.stdout)
     assert counts and rates, done.stdout
     tokens, gold_chunks, found, correct = map(int, counts.groups())
@@ -298,6 +299,25 @@ def test_pos_tags_report_word_accuracy_only():
     assert compute_task_metrics(task, logits, gold) == {"accuracy": pytest.approx(2 / 5)}
 
 
+def test_trainer_averages_a_pos_taggers_word_accuracy(tmp_path, tokenizer):
+    """`evaluate()` takes each task's main metric for `eval_average`: word accuracy for a POS tagger."""
+    from datasets import Dataset
+
+    from hf_mtl import MultiTaskTrainer, MultiTaskTrainingArguments
+
+    from conftest import make_model
+
+    pos = TokenClassificationTask("pos", ["DT", "NN", "VB"])
+    data = Dataset.from_dict({"tokens": [["the", "dog", "runs"], ["a", "cat", "sleeps"]],
+                              "tags": [["DT", "NN", "VB"], ["DT", "NN", "VB"]]})
+    args = MultiTaskTrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, disable_tqdm=True)
+    trainer = MultiTaskTrainer(model=make_model([pos]), args=args, eval_dataset={"pos": data},
+                               processing_class=tokenizer)
+    metrics = trainer.evaluate()
+    assert "eval_pos_accuracy" in metrics and not any(k.endswith(("f1", "precision", "recall")) for k in metrics)
+    assert metrics["eval_average"] == metrics["eval_pos_accuracy"]
+
+
 @pytest.mark.parametrize("labels, reason", [
     (["O", "B-PER", "I-PER", "S-PER"], r"prefixes \['B', 'I', 'S'\] do not form one of the schemes"),
     (["O", "B-PER", "E-PER", "L-PER"], r"prefixes \['B', 'E', 'L'\] do not form one of the schemes"),
@@ -324,7 +344,8 @@ def test_refused_tag_sets_are_refused_by_token_metrics_too():
 # ---------------------------------------------------------------------------- real predictions
 @pytest.mark.slow
 @needs_perl
-@pytest.mark.skipif(not CONLL_DIR.is_dir(), reason=f"CoNLL-2003 not found at {CONLL_DIR} (the project's ../shared/data)")
+@pytest.mark.skipif(not CONLL_DIR.is_dir(),
+                    reason=f"CoNLL-2003 not found at {CONLL_DIR} (the project's ../shared/data); cross-check skipped")
 def test_real_minilm_ner_scores_equal_the_conlleval_script(tmp_path, minilm_dir):
     """MiniLM fine-tuned briefly on 1,000 CoNLL-2003 sentences makes every kind of error, I- starts among
     them; on 500 validation sentences hf_mtl's headline scores equal the perl script's and seqeval's
