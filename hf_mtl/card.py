@@ -32,15 +32,19 @@ TEMPLATE_NAME = "model_card.md.j2"
 #: tag that marks a card written by hf_mtl (an hf_mtl card in a model folder is kept when pushing)
 HF_MTL_TAG = "hf_mtl"
 
-#: metric display order and names
+#: metric display order and names (token classification: entity F1 by conlleval's rules first, then the
+#: strict figures; its `accuracy` is word accuracy)
 METRIC_NAMES = {
     "accuracy": "Accuracy",
     "macro_f1": "Macro F1",
     "micro_f1": "Micro F1",
     "subset_accuracy": "Subset accuracy",
+    "f1": "F1",
     "precision": "Precision",
     "recall": "Recall",
-    "f1": "F1",
+    "strict_f1": "Strict F1",
+    "strict_precision": "Strict precision",
+    "strict_recall": "Strict recall",
     "pearson": "Pearson r",
     "spearman": "Spearman rho",
     "mse": "MSE",
@@ -76,10 +80,13 @@ class TaskCardInfo:
     num_eval: int | None = None
     weight: float = 1.0
     batch_share: float | None = None
+    #: token classification: the labels' tag scheme (IOB2, IOBES, ...), None when they mark no entities
+    tag_scheme: str | None = None
 
     @classmethod
     def from_task(cls, task: Task, **kwargs: Any) -> TaskCardInfo:
         labels = list(task.labels or [])
+        kwargs.setdefault("tag_scheme", getattr(task, "tag_scheme", None))
         return cls(name=task.name, task_type=task.task_type, problem_type=task.problem_type, labels=labels,
                    main_metric=task.main_metric, **kwargs)
 
@@ -162,6 +169,12 @@ class ModelCardInfo:
                 cells.append(f"**{text}**" if metric == task.main_metric and value is not None else text)
             rows.append({"task": task.name, "cells": cells})
         return rows
+
+    @property
+    def entity_tasks(self) -> list[TaskCardInfo]:
+        """Token-classification tasks with entity scores in the results (the card says how they are counted)."""
+        metrics = self.task_metrics()
+        return [t for t in self.tasks if t.tag_scheme and "f1" in metrics[t.name]]
 
     @property
     def average(self) -> float | None:

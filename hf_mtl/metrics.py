@@ -2,19 +2,21 @@
 
 The names returned here are the metric names everywhere: `evaluate()` reports them as
 `eval_<task>_<name>`, and the model card and benchmarks read them back. Each task's headline metric is
-`task.main_metric` (accuracy, micro_f1, pearson, f1); `eval_average` is the mean of those.
+`task.main_metric` (accuracy, micro_f1, pearson; f1 for tagging with entities, accuracy for tagging
+without); `eval_average` is the mean of those.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
 from .modeling_multitask import IGNORE_INDEX
+from .tag_schemes import BILOU, IOE1, detect_tag_scheme, split_tag
 from .tasks import MULTI_LABEL, REGRESSION, SINGLE_LABEL, Task, TokenClassificationTask
 
 
@@ -72,11 +74,6 @@ def regression_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict[str,
     return out
 
 
-def is_iob_scheme(labels: Sequence[str]) -> bool:
-    """Whether a tag set is IOB-style (every tag but `O` starts with `B-` or `I-`)."""
-    return any(l.startswith("B-") for l in labels) and all(l == "O" or l[:2] in ("B-", "I-") for l in labels)
-
-
 def word_sequences(logits: np.ndarray, labels: np.ndarray, id2label: Mapping[int, str]) -> tuple[list, list]:
     """Gold and predicted tag sequences at word level: positions whose label is not -100 (the first
     sub-word of each word in evaluation data), one prediction per word."""
@@ -92,30 +89,70 @@ def word_sequences(logits: np.ndarray, labels: np.ndarray, id2label: Mapping[int
     return gold_seqs, pred_seqs
 
 
-def token_metrics(logits: np.ndarray, labels: np.ndarray, id2label: Mapping[int, str]) -> dict[str, float]:
-    """Entity-level precision/recall/F1 (seqeval, strict IOB2) plus word accuracy, at word level.
+def _iobes_from_bilou(sequences: list[list[str]]) -> list[list[str]]:
+    """BILOU tags renamed to IOBES (`L` is `E`, `U` is `S`): the same entities, in prefixes seqeval's
+    default mode knows (it reads `L`/`U` as neither start nor end, merging `U-X U-X` into one entity)."""
+    rename = {"L": "E", "U": "S"}
+    return [[rename.get(tag[0], tag[0]) + tag[1:] if split_tag(tag) else tag for tag in seq] for seq in sequences]
 
-    For tag sets that are not IOB (POS tags, say) there are no entities: precision, recall and F1 are
-    then micro-averaged over words (all three equal word accuracy).
+
+def _mirrored_ioe1(sequences: list[list[str]]) -> list[list[str]]:
+    """IOE1 sentences reversed with `E` renamed `B`: IOB1 sentences with the same entities (mirrored).
+
+    seqeval's strict IOE1 mode misses valid entities (an `E-X` right after `O`); its strict IOB1 mode
+    decodes IOB1 correctly, and IOE1 is IOB1 read right to left.
     """
+    return [["B" + tag[1:] if tag.startswith("E") and split_tag(tag) else tag for tag in reversed(seq)]
+            for seq in sequences]
+
+
+def entity_scores(gold_seqs: list[list[str]], pred_seqs: list[list[str]], scheme: str) -> dict[str, float]:
+    """Micro-averaged entity precision/recall/F1 of tag sequences in `scheme` (see `hf_mtl.tag_schemes`).
+
+    `precision`/`recall`/`f1` follow the CoNLL evaluation script conlleval (seqeval's default mode, which
+    transformers' NER example reports): entities are read leniently, so one that starts with `I-` counts
+    when its span and type are right. conlleval has no `S`/`U` tag; for IOBES and BILOU the rules are
+    seqeval's extension of conlleval's (`E`/`S` end an entity, `B`/`S` start one; BILOU read as IOBES).
+    `strict_*` count only entities whose tags are well-formed in `scheme` (seqeval's strict mode).
+    """
+    from seqeval import scheme as seqeval_schemes
+    from seqeval.metrics.sequence_labeling import precision_recall_fscore_support as lenient_prfs
+    from seqeval.metrics.v1 import precision_recall_fscore_support as strict_prfs
+
+    lenient_gold, lenient_pred = gold_seqs, pred_seqs
+    if scheme == BILOU:
+        lenient_gold, lenient_pred = _iobes_from_bilou(gold_seqs), _iobes_from_bilou(pred_seqs)
+    strict_gold, strict_pred, strict_scheme = gold_seqs, pred_seqs, getattr(seqeval_schemes, scheme)
+    if scheme == IOE1:
+        strict_gold, strict_pred = _mirrored_ioe1(gold_seqs), _mirrored_ioe1(pred_seqs)
+        strict_scheme = seqeval_schemes.IOB1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # seqeval warns about bare tags such as `B` (valid, typeless entities)
+        p, r, f, _ = lenient_prfs(lenient_gold, lenient_pred, average="micro", zero_division=0)
+        sp, sr, sf, _ = strict_prfs(strict_gold, strict_pred, average="micro", zero_division=0, scheme=strict_scheme)
+    return {
+        "precision": float(p), "recall": float(r), "f1": float(f),
+        "strict_precision": float(sp), "strict_recall": float(sr), "strict_f1": float(sf),
+    }
+
+
+def token_metrics(
+    logits: np.ndarray, labels: np.ndarray, id2label: Mapping[int, str], *, task_name: str | None = None
+) -> dict[str, float]:
+    """Word-level metrics of a tagging head: word `accuracy`, and for tag sets with entities the entity
+    scores of `entity_scores` (`precision`/`recall`/`f1` as conlleval computes them, and `strict_*`).
+
+    Tag sets without entities (POS tags) get `accuracy` only; a tag set whose entities no supported scheme
+    reads raises (see `hf_mtl.tag_schemes.detect_tag_scheme`), rather than scoring something else as F1.
+    """
+    scheme = detect_tag_scheme(id2label.values(), task_name)
     gold_seqs, pred_seqs = word_sequences(logits, labels, id2label)
     flat_gold = [t for s in gold_seqs for t in s]
     flat_pred = [t for s in pred_seqs for t in s]
     accuracy = float(np.mean([g == p for g, p in zip(flat_gold, flat_pred)])) if flat_gold else 0.0
-    if not is_iob_scheme(list(id2label.values())):
-        return {"precision": accuracy, "recall": accuracy, "f1": accuracy, "accuracy": accuracy}
-    from seqeval.metrics import f1_score, precision_score, recall_score
-    from seqeval.scheme import IOB2
-
-    kwargs = {"mode": "strict", "scheme": IOB2, "zero_division": 0}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return {
-            "precision": float(precision_score(gold_seqs, pred_seqs, **kwargs)),
-            "recall": float(recall_score(gold_seqs, pred_seqs, **kwargs)),
-            "f1": float(f1_score(gold_seqs, pred_seqs, **kwargs)),
-            "accuracy": accuracy,
-        }
+    if scheme is None:
+        return {"accuracy": accuracy}
+    return {**entity_scores(gold_seqs, pred_seqs, scheme), "accuracy": accuracy}
 
 
 def compute_task_metrics(task: Task, predictions: Any, label_ids: Any) -> dict[str, float]:
@@ -123,7 +160,7 @@ def compute_task_metrics(task: Task, predictions: Any, label_ids: Any) -> dict[s
     if isinstance(predictions, (tuple, list)):
         predictions = predictions[0]
     if isinstance(task, TokenClassificationTask):
-        return token_metrics(predictions, label_ids, task.id2label)
+        return token_metrics(predictions, label_ids, task.id2label, task_name=task.name)
     if task.problem_type == SINGLE_LABEL:
         return single_label_metrics(predictions, label_ids)
     if task.problem_type == MULTI_LABEL:
@@ -135,6 +172,7 @@ def compute_task_metrics(task: Task, predictions: Any, label_ids: Any) -> dict[s
 
 __all__ = [
     "compute_task_metrics",
+    "entity_scores",
     "multi_label_metrics",
     "regression_metrics",
     "single_label_metrics",

@@ -16,6 +16,7 @@ from .configuration_multitask import (
     TOKEN_CLASSIFICATION,
     normalize_task_dict,
 )
+from .tag_schemes import detect_tag_scheme
 
 SINGLE_LABEL = "single_label_classification"
 MULTI_LABEL = "multi_label_classification"
@@ -137,7 +138,9 @@ class TokenClassificationTask(Task):
 
     Args:
         name: head name; also the key of this task's datasets.
-        labels: tag names in id order, e.g. `["O", "B-PER", "I-PER", ...]` (IOB2 for entity metrics).
+        labels: tag names in id order, e.g. `["O", "B-PER", "I-PER", ...]`. Their tag scheme (IOB1, IOB2, IOE1,
+            IOE2, IOBES, BILOU, or none for tags without entities such as POS tags) is read from them and decides
+            the metrics (`hf_mtl.tag_schemes`); a label set no scheme reads is refused here.
         tokens_column: column with the list of words.
         tags_column: column with one tag (name or id) per word.
         label_all_subwords: train every sub-word of a word (continuations get the word's tag with `B-`
@@ -145,7 +148,6 @@ class TokenClassificationTask(Task):
     """
 
     task_type: ClassVar[str] = TOKEN_CLASSIFICATION
-    main_metric: ClassVar[str] = "f1"
 
     tokens_column: str = "tokens"
     tags_column: str = "tags"
@@ -155,6 +157,18 @@ class TokenClassificationTask(Task):
         super().__post_init__()
         if not self.labels:
             raise ValueError(f"Task {self.name!r}: token classification needs a list of tag labels.")
+        # refuse now, rather than at the first evaluation, tags that no metric can score
+        detect_tag_scheme(self.labels, self.name)
+
+    @property
+    def tag_scheme(self) -> str | None:
+        """The tag scheme of the labels (`"IOB2"`, `"IOBES"`, ...), or None when the tags mark no entities."""
+        return detect_tag_scheme(self.labels, self.name)
+
+    @property
+    def main_metric(self) -> str:  # type: ignore[override]
+        """Entity `f1` (conlleval's rules) for tags with entities; word `accuracy` for tags without (POS)."""
+        return "f1" if self.tag_scheme else "accuracy"
 
     @property
     def problem_type(self) -> str:

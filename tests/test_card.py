@@ -30,6 +30,9 @@ EVAL = {
     "eval_ner_precision": 0.7,
     "eval_ner_recall": 0.8,
     "eval_ner_accuracy": 0.95,
+    "eval_ner_strict_f1": 0.72,
+    "eval_ner_strict_precision": 0.66,
+    "eval_ner_strict_recall": 0.79,
     "eval_ner_runtime": 1.5,
     "eval_average": 0.83117,
     "eval_loss": 0.4,
@@ -74,7 +77,9 @@ def test_card_front_matter_parses_back():
     assert sorted(results) == sorted([
         ("sentiment", "accuracy"), ("sentiment", "macro_f1"),
         ("ner", "accuracy"), ("ner", "precision"), ("ner", "recall"), ("ner", "f1"),
+        ("ner", "strict_f1"), ("ner", "strict_precision"), ("ner", "strict_recall"),
     ])
+    assert results[("ner", "strict_f1")].metric_name == "Strict F1"
     sentiment = results[("sentiment", "accuracy")]
     assert sentiment.metric_value == 0.9123 and sentiment.task_type == "text-classification"
     assert sentiment.dataset_type == "stanfordnlp/sst2" and sentiment.dataset_split == "validation"
@@ -89,9 +94,15 @@ def test_card_body():
     body = text.split("---", 2)[2]
     assert "# demo-model" in body
     assert "| `ner` | token classification | `O`, `B-PER`, `I-PER` | my NER \\| files |" in body  # `|` escaped
-    assert "| Task | Accuracy | Macro F1 | Precision | Recall | F1 |" in body
-    assert "| `sentiment` | **0.9123** | 0.9000 | - | - | - |" in body  # main metric in bold
-    assert "| `ner` | 0.9500 | - | 0.7000 | 0.8000 | **0.7500** |" in body
+    # token classification: the headline (conlleval) F1 first, then the strict figures
+    assert ("| Task | Accuracy | Macro F1 | F1 | Precision | Recall | Strict F1 | Strict precision | Strict recall |"
+            in body)
+    assert "| `sentiment` | **0.9123** | 0.9000 | - | - | - | - | - | - |" in body  # main metric in bold
+    assert "| `ner` | 0.9500 | - | **0.7500** | 0.7000 | 0.8000 | 0.7200 | 0.6600 | 0.7900 |" in body
+    note = " ".join(body.split("Token classification (`ner`):", 1)[1].split("\n\n", 1)[0].split())
+    assert "count whole entities by the rules of the CoNLL evaluation script `conlleval`" in note
+    assert "well-formed in the task's tag scheme (`ner`: IOB2; seqeval's strict mode)" in note
+    assert "*Accuracy* is the share of words tagged right" in note
     assert "Average of the headline metrics: **0.8312**" in body
     assert "![Training loss and evaluation metric per task over training steps](training_curves.png)" in body
     assert 'pipeline("multitask", model="user/demo-model")' in body
@@ -102,6 +113,15 @@ def test_card_body():
                     "## Limitations", "## Framework versions"):
         assert section in body
     assert "\n\n\n" not in text
+
+
+def test_card_of_a_tagger_without_entities_shows_word_accuracy_as_its_headline():
+    pos = TaskCardInfo.from_task(TokenClassificationTask("pos", ["NN", "VB", "DT"]))
+    assert pos.tag_scheme is None and pos.main_metric == "accuracy"
+    info = make_info(tasks=[pos], eval_results={"eval_pos_accuracy": 0.9, "eval_average": 0.9})
+    body = render_model_card(info).split("---", 2)[2]
+    assert "| Task | Accuracy |" in body and "| `pos` | **0.9000** |" in body
+    assert "conlleval" not in body  # no entity scores, nothing to explain
 
 
 def test_card_without_results_or_plot_and_with_a_local_base_model(tmp_path):

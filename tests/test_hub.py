@@ -121,7 +121,7 @@ def test_trainer_push_is_one_commit_with_card_plot_and_results(trained_trainer):
     assert card.data.model_name == "trained"
     assert {r.task_name for r in card.data.eval_results} == {"sentiment", "topic", "ner"}
     assert {r.metric_type for r in card.data.eval_results if r.task_name == "ner"} == {
-        "accuracy", "precision", "recall", "f1"}
+        "accuracy", "precision", "recall", "f1", "strict_precision", "strict_recall", "strict_f1"}
     assert "experiment" in card.data.tags
     assert "| `topic` | 16 |" in card.text  # training examples per task
     assert "optimizer steps | 4 |" in card.text

@@ -44,7 +44,7 @@ def test_regression_correlations():
     assert regression_metrics(np.zeros(4), gold)["pearson"] == 0.0  # constant predictions: defined, not NaN
 
 
-def test_token_metrics_are_strict_iob2_entities_at_word_level():
+def test_token_metrics_are_conlleval_entities_plus_strict_iob2_at_word_level():
     id2label = dict(enumerate(NER_LABELS))
     lid = {l: i for i, l in id2label.items()}
     # 2 sentences padded to length 6; -100 marks special tokens, continuation sub-words and padding
@@ -54,23 +54,25 @@ def test_token_metrics_are_strict_iob2_entities_at_word_level():
     ])
     pred_ids = np.array([
         [0, lid["B-PER"], lid["I-PER"], lid["B-LOC"], lid["O"], 0],  # continuation prediction ignored
-        [0, lid["I-LOC"], lid["O"], lid["B-ORG"], 0, 0],  # I-LOC start is not an entity in strict mode
+        [0, lid["I-LOC"], lid["O"], lid["B-ORG"], 0, 0],  # an I-LOC start: an entity for conlleval only
     ])
     logits = np.eye(len(NER_LABELS))[pred_ids] * 5
     out = token_metrics(logits, gold, id2label)
-    assert out["precision"] == pytest.approx(1.0)  # 2 predicted entities, both right
-    assert out["recall"] == pytest.approx(2 / 3)
-    assert out["f1"] == pytest.approx(0.8)
+    # conlleval's reading (the headline): 3 predicted entities, all right
+    assert (out["precision"], out["recall"], out["f1"]) == (pytest.approx(1.0), pytest.approx(1.0), pytest.approx(1.0))
+    # strict IOB2: 2 predicted entities (the I-LOC one is not), both right
+    assert out["strict_precision"] == pytest.approx(1.0)
+    assert out["strict_recall"] == pytest.approx(2 / 3)
+    assert out["strict_f1"] == pytest.approx(0.8)
     assert out["accuracy"] == pytest.approx(5 / 6)
 
 
-def test_token_metrics_for_non_iob_tags_fall_back_to_word_accuracy():
+def test_token_metrics_for_tags_without_entities_are_word_accuracy_only():
     id2label = {0: "NN", 1: "VB", 2: "DT"}
     gold = np.array([[IGNORE_INDEX, 2, 0, 1]])
     logits = np.eye(3)[np.array([[0, 2, 0, 0]])]
     out = token_metrics(logits, gold, id2label)
-    assert out == {"precision": pytest.approx(2 / 3), "recall": pytest.approx(2 / 3), "f1": pytest.approx(2 / 3),
-                   "accuracy": pytest.approx(2 / 3)}
+    assert out == {"accuracy": pytest.approx(2 / 3)}  # no f1/precision/recall: there are no entities
 
 
 def test_compute_task_metrics_dispatches_on_task():
