@@ -478,6 +478,20 @@ class MultiTaskHubMixin:
         else:
             pending.jobs.append(job)
 
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        """transformers' loader, which silently starts a fresh optimizer and learning-rate schedule when the
+        checkpoint has no `scheduler.pt`: say so, since a checkpoint pushed by hf_mtl (no pickles) has none."""
+        from transformers.trainer import SCHEDULER_NAME
+
+        if checkpoint is not None and not os.path.isfile(os.path.join(checkpoint, SCHEDULER_NAME)):
+            logger.warning(
+                f"{checkpoint} has no optimizer or scheduler state ({SCHEDULER_NAME}): the weights, step and "
+                "batch order resume, but the optimizer and the learning-rate schedule start over. Checkpoints "
+                "pushed to the Hub by hf_mtl hold no such state (it is pickled); resume from the local checkpoint "
+                "to continue exactly."
+            )
+        super()._load_optimizer_and_scheduler(checkpoint)  # type: ignore[misc]
+
     def _commit_staged(self, staging: Path, message: str, description: str) -> Any:
         """Send a staged push folder as one commit, then delete it (runs on the push thread)."""
         args = self.args  # type: ignore[attr-defined]

@@ -10,7 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import transformers.modelcard
 import transformers.trainer
+import transformers.utils.hub
 from conftest import make_model, raw_datasets
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
@@ -54,7 +56,8 @@ def fake_api(monkeypatch):
     def transformers_client():
         raise AssertionError("transformers' own Hub client was used")
 
-    monkeypatch.setattr(transformers.trainer, "hf_api", transformers_client)
+    for module in (transformers.trainer, transformers.modelcard, transformers.utils.hub):
+        monkeypatch.setattr(module, "hf_api", transformers_client)
     return api
 
 
@@ -295,3 +298,17 @@ def test_stage_checkpoint_leaves_out_pickles_and_keeps_state_for_the_subfolder(t
     assert {p.name for p in (staged / "last-checkpoint").iterdir()} == model_files | {"trainer_state.json",
                                                                                       "multitask_state.json"}
     assert (staged / "last-checkpoint" / "config.json").read_text() == "config.json"
+
+
+def test_resuming_from_a_pushed_checkpoint_says_the_optimizer_starts_over(fake_api, tmp_path, three_tasks, tokenizer,
+                                                                         caplog):
+    trainer = live_trainer(tmp_path, three_tasks, tokenizer, hub_strategy="checkpoint")
+    trainer.train()
+    local = Path(trainer.args.output_dir) / "checkpoint-4"
+    pushed = load_commit_folder(fake_api.commits[-1]["files"], tmp_path / "downloaded", "last-checkpoint")
+    for checkpoint, warned in ((local, False), (pushed, True)):
+        caplog.clear()
+        resumed = live_trainer(tmp_path / checkpoint.name, three_tasks, tokenizer, max_steps=6, push_to_hub=False)
+        resumed.train(resume_from_checkpoint=str(checkpoint))
+        assert resumed.state.global_step == 6
+        assert ("has no optimizer or scheduler state (scheduler.pt)" in caplog.text) is warned
