@@ -368,7 +368,7 @@ def test_checkpoint_code_is_self_contained():
         imports = [line.strip() for line in source.splitlines() if line.strip().startswith(("import ", "from "))]
         for line in imports:
             allowed = ("torch", "transformers", "__future__", ".configuration_multitask", "typing", "dataclasses",
-                       "collections", "inspect", "os", "re", "copy")
+                       "collections", "inspect", "os", "re", "copy", "difflib")
             target = line.split()[1]
             assert target.split(".")[0] in allowed or target in allowed, f"{module.__name__}: {line}"
 
