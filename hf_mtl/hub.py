@@ -160,13 +160,17 @@ def upload_model(
         tokenizer: saved alongside (it is what `pipeline("multitask", model=repo_id)` loads).
         card: README.md text; default: a card rendered from the model's config.
         plot: `training_curves.png` to include (the card embeds it by that name).
-        extra_files: more files, `{path_in_repo: local_path}`.
+        extra_files: more files, `{path_in_repo: local_path}` (a pickle suffix is a ValueError).
         create_repo: create the repository first (off when the caller already did).
         api: an `HfApi`-like client (tests pass a recording fake).
 
     Returns:
         The `CommitInfo` of the commit.
     """
+    pickles = [path for path in (extra_files or {}) if is_pickle_file(path)]
+    if pickles:
+        raise ValueError(f"extra_files {pickles} can hold pickles (suffixes {PICKLE_SUFFIXES}); hf_mtl never uploads "
+                         "those, since loading one can run code. Convert them to safetensors or JSON.")
     api = _api(api)
     if create_repo:
         repo_id = api.create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id

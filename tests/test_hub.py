@@ -103,6 +103,13 @@ def test_model_push_keeps_the_card_and_plot_of_its_folder(fake_api, tiny_model, 
     assert "extra" in card.data.tags and "hf_mtl" in card.data.tags
 
 
+def test_upload_refuses_pickles_among_extra_files(fake_api, tiny_model, tokenizer, tmp_path):
+    (tmp_path / "state.pt").write_bytes(b"pickle")
+    with pytest.raises(ValueError, match=r"extra_files \['extra/state.pt'\] can hold pickles"):
+        hf_mtl.hub.upload_model(tiny_model, "org/x", tokenizer=tokenizer, extra_files={"extra/state.pt": tmp_path / "state.pt"})
+    assert fake_api.commits == [] and fake_api.repos == []
+
+
 def test_retarget_card_leaves_foreign_cards_alone():
     assert retarget_card("# no front matter", "org/x") == "# no front matter"
 
