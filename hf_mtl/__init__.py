@@ -10,7 +10,14 @@ from transformers import AutoConfig, AutoModel
 from .collator import MultiTaskDataCollator
 from .configuration_multitask import MultiTaskConfig
 from .metrics import compute_task_metrics
-from .modeling_multitask import MultiTaskModel, MultiTaskModelOutput, TaskModelOutput
+from .modeling_multitask import (
+    MultiTaskForSequenceClassification,
+    MultiTaskForTokenClassification,
+    MultiTaskModel,
+    MultiTaskModelOutput,
+    MultiTaskTaskView,
+    TaskModelOutput,
+)
 from .pipeline import MultiTaskPipeline, register_pipeline
 from .preprocessing import prepare_dataset, prepare_datasets
 from .sampling import MultiTaskBatchSampler, MultiTaskDataset
@@ -37,9 +44,12 @@ __all__ = [
     "MultiTaskConfig",
     "MultiTaskDataCollator",
     "MultiTaskDataset",
+    "MultiTaskForSequenceClassification",
+    "MultiTaskForTokenClassification",
     "MultiTaskModel",
     "MultiTaskModelOutput",
     "MultiTaskPipeline",
+    "MultiTaskTaskView",
     "MultiTaskTrainer",
     "MultiTaskTrainingArguments",
     "SequenceClassificationTask",

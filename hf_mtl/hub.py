@@ -1,28 +1,37 @@
-"""Push a multi-task model to the Hugging Face Hub in one commit, with hf_mtl's model card.
+"""Push a multi-task model to the Hugging Face Hub: one loadable model folder per commit, with hf_mtl's card.
 
-transformers' own `push_to_hub` writes a generic README.md (and the Trainer's uploads a folder that may
-hold checkpoints); here the weights, config, self-contained modeling code, tokenizer, our card and the
-training-curves plot are saved into a temporary folder and sent as a single `create_commit`, so the card
-that lands is ours.
+transformers' own pushes write a generic README.md, and `TrainingArguments(push_to_hub=True)` makes the
+Trainer upload `output_dir` and each checkpoint with `upload_folder`: two commits per save, pickles
+(`training_args.bin`, `optimizer.pt`, `rng_state.pth`, ...) and, between commits, a `config.json` whose
+`auto_map` names modeling files not uploaded yet. Every hf_mtl push instead stages a complete model folder
+(config, safetensors weights, the self-contained modeling code, tokenizer, our card, the training-curves
+plot), checks that it loads, and sends it as a single `create_commit`; no file that can hold a pickle is
+ever sent.
 
-- `upload_model(model, repo_id, ...)`: the primitive every push goes through.
+- `upload_model(model, repo_id, ...)`: the push of a model object (saved into a temporary folder).
 - `push_model_to_hub`: installed as `MultiTaskModel.push_to_hub` by `import hf_mtl` (the modeling file
   itself stays free of hf_mtl imports, so saved checkpoints remain self-contained).
-- `MultiTaskHubMixin`: `push_to_hub` and `create_model_card` for `MultiTaskTrainer`.
+- `MultiTaskHubMixin`: `push_to_hub`, `create_model_card` and the pushes of `push_to_hub=True` training
+  (every `hub_strategy`) for `MultiTaskTrainer`.
 - `push_model_dir(path, repo_id)`: `hf-mtl push`, for a model folder written by training.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import tempfile
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
+from transformers.trainer_utils import HubStrategy, SaveStrategy
+from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, logging
+from transformers.utils.hub import PushInProgress
 
 from .card import (
     CARD_FILENAME,
@@ -34,8 +43,17 @@ from .card import (
 )
 from .plots import PLOT_FILENAME, plot_training_curves
 
-#: files of a saved model folder that are not part of a published model
-_SKIP_FILES = ("training_args.bin",)
+logger = logging.get_logger(__name__)
+
+#: suffixes of files that can hold pickles (unpickling can run code): no push uploads them
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
+#: where `hub_strategy="checkpoint"` puts the latest checkpoint (transformers' name)
+LAST_CHECKPOINT_DIR = "last-checkpoint"
+
+
+def is_pickle_file(name: str | os.PathLike) -> bool:
+    """Whether a file name has a suffix of a format that can hold pickles (never published)."""
+    return os.fspath(name).lower().endswith(PICKLE_SUFFIXES)
 
 
 def _api(api: Any = None) -> Any:
@@ -82,6 +100,41 @@ def _load_tokenizer_for(model: Any) -> Any:
     )
 
 
+def check_loadable(folder: str | os.PathLike) -> None:
+    """ValueError unless `folder` holds a loadable model: `config.json`, every modeling file its `auto_map`
+    names, and its safetensors weights (all shards of an index)."""
+    folder = Path(folder)
+    config_path = folder / CONFIG_NAME
+    if not config_path.is_file():
+        raise ValueError(f"{folder} is not a loadable model folder: it has no {CONFIG_NAME}.")
+    auto_map = json.loads(config_path.read_text(encoding="utf-8")).get("auto_map") or {}
+    missing = []
+    for references in auto_map.values():
+        for reference in references if isinstance(references, (list, tuple)) else [references]:
+            # "module.Class"; "repo--module.Class" names code kept in another repository
+            if reference and "--" not in reference:
+                module = reference.rsplit(".", 1)[0].replace(".", "/") + ".py"
+                if not (folder / module).is_file() and module not in missing:
+                    missing.append(module)
+    index = folder / SAFE_WEIGHTS_INDEX_NAME
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        missing += [shard for shard in shards if not (folder / shard).is_file()]
+    elif not (folder / SAFE_WEIGHTS_NAME).is_file():
+        missing.append(SAFE_WEIGHTS_NAME)
+    if missing:
+        raise ValueError(f"{folder} is not a loadable model folder: it lacks {missing}.")
+
+
+def _commit_operations(folder: Path) -> list[CommitOperationAdd]:
+    """One add per file under `folder` (paths relative to it); files that can hold pickles are left out."""
+    return [
+        CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and not is_pickle_file(path.name)
+    ]
+
+
 def upload_model(
     model: Any,
     repo_id: str,
@@ -100,20 +153,24 @@ def upload_model(
     create_repo: bool = True,
     api: Any = None,
 ) -> Any:
-    """Create `repo_id` if needed and upload the model in one commit.
+    """Create `repo_id` if needed and upload the model in one commit (a folder checked to load, no pickles).
 
     Args:
         model: a `MultiTaskModel` (its `save_pretrained` writes config, weights and modeling code).
         tokenizer: saved alongside (it is what `pipeline("multitask", model=repo_id)` loads).
         card: README.md text; default: a card rendered from the model's config.
         plot: `training_curves.png` to include (the card embeds it by that name).
-        extra_files: more files, `{path_in_repo: local_path}`.
+        extra_files: more files, `{path_in_repo: local_path}` (a pickle suffix is a ValueError).
         create_repo: create the repository first (off when the caller already did).
         api: an `HfApi`-like client (tests pass a recording fake).
 
     Returns:
         The `CommitInfo` of the commit.
     """
+    pickles = [path for path in (extra_files or {}) if is_pickle_file(path)]
+    if pickles:
+        raise ValueError(f"extra_files {pickles} can hold pickles (suffixes {PICKLE_SUFFIXES}); hf_mtl never uploads "
+                         "those, since loading one can run code. Convert them to safetensors or JSON.")
     api = _api(api)
     if create_repo:
         repo_id = api.create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
@@ -132,14 +189,10 @@ def upload_model(
             target = folder / path_in_repo
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(local, target)
-        operations = [
-            CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
-            for path in sorted(folder.rglob("*"))
-            if path.is_file() and path.name not in _SKIP_FILES
-        ]
+        check_loadable(folder)
         return api.create_commit(
             repo_id=repo_id,
-            operations=operations,
+            operations=_commit_operations(folder),
             commit_message=commit_message or "Upload multi-task model with hf_mtl",
             commit_description=commit_description,
             token=token,
@@ -226,17 +279,73 @@ def push_model_dir(
     )
 
 
+def stage_checkpoint(
+    checkpoint: str | os.PathLike,
+    folder: str | os.PathLike,
+    *,
+    state_files: tuple[str, ...],
+    subfolder: str | None = None,
+) -> None:
+    """Copy a Trainer checkpoint into the folder of one push.
+
+    The root gets the checkpoint's model files (config, weights, modeling code, tokenizer), without its
+    training-state files (`state_files`) or a README.md (the push writes its own card); `subfolder`, if given,
+    gets the model files and the training-state files. Files that can hold pickles (`optimizer.pt`,
+    `scheduler.pt`, `rng_state*.pth`, `training_args.bin`, ...) and sub-folders are never copied. Copies, not
+    links: the Trainer may delete (`save_total_limit`) or rewrite the checkpoint while the upload runs.
+    """
+    checkpoint, folder = Path(checkpoint), Path(folder)
+    files = [p for p in sorted(checkpoint.iterdir()) if p.is_file() and not is_pickle_file(p.name)]
+    targets = [folder] + ([folder / subfolder] if subfolder else [])
+    for target in targets:
+        target.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        if path.name == CARD_FILENAME:
+            continue
+        root_copy = None
+        if path.name not in state_files:
+            root_copy = shutil.copy2(path, folder / path.name)
+        if subfolder:
+            target = folder / subfolder / path.name
+            try:  # the root's copy again: same bytes, one copy on disk
+                os.link(root_copy, target) if root_copy is not None else shutil.copy2(path, target)
+            except OSError:  # no hard links on this file system
+                shutil.copy2(path, target)
+
+
+def _log_push_failure(future: Future) -> None:
+    error = future.exception()
+    if error is not None:
+        logger.error(f"hf_mtl: a checkpoint push to the Hub failed: {type(error).__name__}: {error}")
+
+
 class MultiTaskHubMixin:
     """Hub integration for `MultiTaskTrainer` (inherit it before `transformers.Trainer`).
 
     `create_model_card` writes hf_mtl's card and `training_curves.png` into `args.output_dir`, and
-    `push_to_hub` uploads model, tokenizer, card and plot in one commit. Set `trainer.recipe` to the
-    `Recipe` that configured the run for the card to describe the data sources.
+    `push_to_hub` uploads model, tokenizer, card and plot in one commit. With `push_to_hub=True` in the
+    training arguments, every save is pushed the same way (see `_push_from_checkpoint`), through
+    `hub_api` too: transformers' own Hub calls (`init_hf_repo`, `_push_from_checkpoint`) are replaced.
+    Set `trainer.recipe` to the `Recipe` that configured the run for the card to describe the data sources.
     """
 
     recipe: Any = None
     #: the client used for pushes (None: `huggingface_hub.HfApi()`); tests set a recording fake
     hub_api: Any = None
+    #: the pushes of `push_to_hub=True` training, one at a time on one background thread
+    _hub_push_executor: ThreadPoolExecutor | None = None
+
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        """Create (or find) `args.hub_model_id`, or a repository named after `output_dir`, as transformers
+        does, but through `hub_api`; sets `hub_model_id` to its full id. Main process only."""
+        if not self.is_world_process_zero():  # type: ignore[attr-defined]
+            return
+        args = self.args  # type: ignore[attr-defined]
+        repo_name = args.hub_model_id or Path(args.output_dir).absolute().name
+        token = token if token is not None else args.hub_token
+        private = private if private is not None else args.hub_private_repo
+        self.hub_model_id = _api(self.hub_api).create_repo(repo_name, token=token, private=private, exist_ok=True).repo_id
+        self.push_in_progress = None
 
     def create_model_card(self, repo_id: str | None = None, **kwargs: Any) -> Path | None:
         """Write the hf_mtl model card and training plot into `args.output_dir` (main process only).
@@ -246,8 +355,11 @@ class MultiTaskHubMixin:
         """
         if not self.is_world_process_zero():  # type: ignore[attr-defined]
             return None
-        output_dir = Path(self.args.output_dir)  # type: ignore[attr-defined]
-        plot = self.plot_training_curves(output_dir / PLOT_FILENAME)
+        return self._write_model_card(Path(self.args.output_dir), repo_id=repo_id, **kwargs)  # type: ignore[attr-defined]
+
+    def _write_model_card(self, folder: Path, repo_id: str | None = None, **kwargs: Any) -> Path:
+        """The card (and `training_curves.png`, once something was logged) of the run so far, into `folder`."""
+        plot = self.plot_training_curves(folder / PLOT_FILENAME)
         info = card_info_from_trainer(self, recipe=self.recipe, plot=PLOT_FILENAME if plot else None,
                                       repo_id=repo_id)
         tags = kwargs.get("tags")
@@ -260,7 +372,7 @@ class MultiTaskHubMixin:
             info.language = [language] if isinstance(language, str) else list(language)
         if kwargs.get("model_name"):
             info.model_name = kwargs["model_name"]
-        return write_model_card(output_dir, info)
+        return write_model_card(folder, info)
 
     def plot_training_curves(self, path: str | os.PathLike) -> Path | None:
         """Save `training_curves.png` from the log history; None when nothing was logged yet."""
@@ -282,19 +394,20 @@ class MultiTaskHubMixin:
         """Upload the model, tokenizer, hf_mtl card and training plot to `args.hub_model_id` in one commit.
 
         The model is also saved to `args.output_dir` (with the card and plot), as transformers does.
-        `blocking` is accepted for compatibility; the upload always completes before returning.
-        `kwargs` go to `create_model_card`. Returns the `CommitInfo` (None on non-main processes).
+        Checkpoint pushes still uploading are waited for first, so this commit lands last. `blocking` is
+        accepted for compatibility; the upload always completes before returning. `kwargs` go to
+        `create_model_card`. Returns the `CommitInfo` (None on non-main processes).
         """
         args = self.args  # type: ignore[attr-defined]
         self.callback_handler.on_push_begin(args, self.state, self.control)  # type: ignore[attr-defined]
+        token = token if token is not None else args.hub_token
+        if getattr(self, "hub_model_id", None) is None:
+            self.init_hf_repo(token=token, private=private)
         self.save_model(_internal_call=True)  # type: ignore[attr-defined]
         if not self.is_world_process_zero():  # type: ignore[attr-defined]
             return None
-        api = _api(self.hub_api)
-        token = token if token is not None else args.hub_token
-        repo_name = args.hub_model_id or Path(args.output_dir).absolute().name
-        private = private if private is not None else args.hub_private_repo
-        repo_id = api.create_repo(repo_name, token=token, private=private, exist_ok=True).repo_id
+        self._finish_current_push()  # type: ignore[attr-defined]
+        repo_id = self.hub_model_id
         card_path = self.create_model_card(repo_id=repo_id, **kwargs)
         plot = Path(args.output_dir) / PLOT_FILENAME
         model = self.accelerator.unwrap_model(self.model)  # type: ignore[attr-defined]
@@ -308,14 +421,106 @@ class MultiTaskHubMixin:
             token=token,
             revision=revision if revision is not None else args.hub_revision,
             create_repo=False,
-            api=api,
+            api=_api(self.hub_api),
         )
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """Push a checkpoint just saved, when `push_to_hub=True` (replaces transformers' two `upload_folder`s).
+
+        One commit per save, in the background (training goes on while it uploads; like transformers, a save
+        whose predecessor is still uploading is not pushed unless `hub_always_push=True`, which queues it).
+        The commit holds the checkpoint's model folder at the repository root (config, safetensors weights,
+        modeling code, tokenizer) with the card and plot of the run so far. `hub_strategy="checkpoint"` adds
+        `last-checkpoint/`, `"all_checkpoints"` `checkpoint-<step>/`: the model files plus `trainer_state.json`
+        and `multitask_state.json`, but not the optimizer, scheduler, scaler or RNG state, which are pickles:
+        such a folder records the run and warm-starts one, it does not resume it exactly. A checkpoint that
+        would not load (no safetensors weights, e.g. DeepSpeed without gathered weights) is skipped with a warning.
+        """
+        args = self.args  # type: ignore[attr-defined]
+        if not self.is_world_process_zero() or args.hub_strategy == HubStrategy.END:  # type: ignore[attr-defined]
+            return
+        pending = getattr(self, "push_in_progress", None)
+        if not args.hub_always_push and pending is not None and not pending.is_done():
+            return
+        self.callback_handler.on_push_begin(args, self.state, self.control)  # type: ignore[attr-defined]
+        from transformers.trainer import TRAINER_STATE_NAME
+
+        from .trainer import MULTITASK_STATE_NAME
+
+        subfolder = {
+            HubStrategy.CHECKPOINT: LAST_CHECKPOINT_DIR,
+            HubStrategy.ALL_CHECKPOINTS: Path(checkpoint_folder).name,
+        }.get(args.hub_strategy)
+        staging = Path(tempfile.mkdtemp(prefix="hf_mtl_push_"))
+        try:
+            stage_checkpoint(checkpoint_folder, staging, state_files=(TRAINER_STATE_NAME, MULTITASK_STATE_NAME),
+                             subfolder=subfolder)
+            check_loadable(staging)
+            self._write_model_card(staging, repo_id=self.hub_model_id)
+        except ValueError as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            logger.warning(f"Not pushing {checkpoint_folder} to the Hub: {error}")
+            return
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if args.save_strategy == SaveStrategy.STEPS:
+            message = f"Training in progress, step {self.state.global_step}"  # type: ignore[attr-defined]
+        else:
+            message = f"Training in progress, epoch {int(self.state.epoch)}"  # type: ignore[attr-defined]
+        description = (
+            f"The model at step {self.state.global_step} at the root"  # type: ignore[attr-defined]
+            + (f"; {subfolder}/ holds its weights and training state (no optimizer, scheduler or RNG state: "
+               "those are pickles, which hf_mtl never uploads)." if subfolder else ".")
+        )
+        if self._hub_push_executor is None:
+            self._hub_push_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf_mtl_push")
+        job = self._hub_push_executor.submit(self._commit_staged, staging, message, description)
+        job.add_done_callback(_log_push_failure)
+        if pending is None or pending.is_done():
+            self.push_in_progress = PushInProgress([job])
+        else:
+            pending.jobs.append(job)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        """transformers' loader, which silently starts a fresh optimizer and learning-rate schedule when the
+        checkpoint has no `scheduler.pt`: say so, since a checkpoint pushed by hf_mtl (no pickles) has none."""
+        from transformers.trainer import SCHEDULER_NAME
+
+        if checkpoint is not None and not os.path.isfile(os.path.join(checkpoint, SCHEDULER_NAME)):
+            logger.warning(
+                f"{checkpoint} has no optimizer or scheduler state ({SCHEDULER_NAME}): the weights, step and "
+                "batch order resume, but the optimizer and the learning-rate schedule start over. Checkpoints "
+                "pushed to the Hub by hf_mtl hold no such state (it is pickled); resume from the local checkpoint "
+                "to continue exactly."
+            )
+        super()._load_optimizer_and_scheduler(checkpoint)  # type: ignore[misc]
+
+    def _commit_staged(self, staging: Path, message: str, description: str) -> Any:
+        """Send a staged push folder as one commit, then delete it (runs on the push thread)."""
+        args = self.args  # type: ignore[attr-defined]
+        try:
+            return _api(self.hub_api).create_commit(
+                repo_id=self.hub_model_id,
+                operations=_commit_operations(staging),
+                commit_message=message,
+                commit_description=description,
+                token=args.hub_token,
+                revision=args.hub_revision,
+            )
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 __all__ = [
+    "LAST_CHECKPOINT_DIR",
     "MultiTaskHubMixin",
+    "PICKLE_SUFFIXES",
+    "check_loadable",
+    "is_pickle_file",
     "push_model_dir",
     "push_model_to_hub",
     "retarget_card",
+    "stage_checkpoint",
     "upload_model",
 ]

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import inspect
 import os
 from collections.abc import Iterable, Mapping
@@ -115,6 +116,29 @@ def _accepts_kwarg(callable_obj: Any, name: str) -> bool:
     except (TypeError, ValueError):
         return False
     return name in params
+
+
+def _forward_parameters(forward: Any) -> list[str]:
+    """The keyword arguments a `forward` names in its signature (not `self`, not its `**kwargs`)."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in inspect.signature(forward).parameters.values() if p.kind in kinds and p.name != "self"]
+
+
+def _reject_unexpected_kwargs(model: nn.Module, unexpected: Mapping[str, Any]) -> None:
+    """TypeError for keyword arguments `type(model).forward` does not name, as Python raises for an unknown
+    keyword, plus the accepted ones and the closest match: `forward` takes `**kwargs` only to say this (a typo
+    such as `task="ner"` would otherwise be swallowed and the call silently return every head)."""
+    if not unexpected:
+        return
+    accepted = _forward_parameters(type(model).forward)
+    described = []
+    for name in unexpected:
+        close = difflib.get_close_matches(name, accepted, n=2, cutoff=0.6)
+        described.append(f"{name!r}" + (f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""))
+    what = "an unexpected keyword argument" if len(described) == 1 else "unexpected keyword arguments"
+    raise TypeError(
+        f"{type(model).__name__}.forward() got {what} {', '.join(described)}; it accepts {', '.join(accepted)}."
+    )
 
 
 def _check_safetensors_file(path: str) -> None:
@@ -487,16 +511,37 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             `(batch, num_labels)` for multi-label, floats for regression, `(batch, seq_len)` ids with -100 for
             ignored positions for token heads.
         tasks (`list[str]`, *optional*):
-            Without `task_name`: which heads to compute (default all), from one encoder pass.
+            Without `task_name`: which heads to compute (default all), from one encoder pass. Given with
+            `task_name`, it must be `[task_name]`; anything else is a `ValueError` (the two disagree).
+
+        Any other keyword argument is a `TypeError` naming it and the accepted ones (so a typo such as
+        `task="ner"` fails instead of returning every head).
         """
+        _reject_unexpected_kwargs(self, kwargs)
         if return_dict is None:
             return_dict = getattr(self.config, "return_dict", True)
+        if isinstance(tasks, str):
+            raise TypeError(
+                f"tasks= takes a list of task names, got the string {tasks!r}; use task_name={tasks!r} for one head "
+                f"with its loss, or tasks=[{tasks!r}]."
+            )
+        if tasks is not None:
+            tasks = list(tasks)
+            if not tasks:
+                raise ValueError(
+                    f"tasks= is empty; name some of this model's tasks {self.config.task_names} (or leave it unset)."
+                )
         if task_name is not None:
+            if tasks is not None and tasks != [task_name]:
+                raise ValueError(
+                    f"task_name={task_name!r} and tasks={tasks!r} disagree: task_name runs one head (and gives its "
+                    "loss with labels), tasks= picks the heads of a loss-free pass; pass only one of them."
+                )
             requested = [task_name]
         else:
             if labels is not None:
                 raise ValueError("labels were given without task_name: say which head they belong to.")
-            requested = list(tasks) if tasks is not None else self.config.task_names
+            requested = tasks if tasks is not None else self.config.task_names
         for name in requested:
             if name not in self.heads:
                 raise KeyError(f"Unknown task {name!r}; this model's tasks are {self.config.task_names}.")
@@ -602,18 +647,41 @@ class MultiTaskTaskView(MultiTaskModel):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        *,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        task_name: str | None = None,
         **kwargs: Any,
     ) -> TaskModelOutput | tuple:
-        """The viewed head's logits (and loss with `labels`), like a `*For*Classification` model; other
-        keyword arguments (`position_ids`, `inputs_embeds`, `output_*`, `return_dict`) go to the model."""
-        if kwargs.pop("task_name", self.task_name) != self.task_name or kwargs.pop("tasks", None) is not None:
-            raise ValueError(f"This view answers for task {self.task_name!r} only; use the MultiTaskModel for others.")
+        """The viewed head's logits (and loss with `labels`), like a `*For*Classification` model.
+
+        `task_name` (and `tasks`) may only name the viewed task (`ValueError` otherwise); any other keyword
+        argument is a `TypeError` naming it and the accepted ones. The signature lists exactly what is accepted:
+        transformers' pipelines and Trainer inspect it (e.g. `use_cache` is passed only to models naming it).
+        """
+        tasks = kwargs.pop("tasks", None)
+        if (task_name is not None and task_name != self.task_name) or (
+            tasks is not None and (isinstance(tasks, str) or list(tasks) != [self.task_name])
+        ):
+            asked = task_name if task_name is not None and task_name != self.task_name else tasks
+            raise ValueError(
+                f"This view answers for task {self.task_name!r} only, not {asked!r}; use the MultiTaskModel "
+                "(or its task_view) for other tasks."
+            )
         return super().forward(
             input_ids=input_ids,
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
             task_name=self.task_name,
             labels=labels,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=return_dict,
             **kwargs,
         )
 

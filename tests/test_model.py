@@ -108,6 +108,71 @@ def test_forward_errors():
         model(**_batch(), labels=torch.tensor([0, 1, 0]))
 
 
+@pytest.mark.parametrize("typo", ["task", "tasknames", "use_cache", "return_loss", "num_items_in_batch"])
+def test_unknown_forward_keywords_are_type_errors_naming_them(typo):
+    model = make_model(ALL_KINDS)
+    with pytest.raises(TypeError, match=rf"MultiTaskModel.forward\(\) got an unexpected keyword argument '{typo}'") as err:
+        model(**_batch(), **{typo: "single"})
+    assert "it accepts input_ids, attention_mask, token_type_ids" in str(err.value) and "task_name" in str(err.value)
+    if typo == "task":  # the typo that used to return every head
+        assert "did you mean 'tasks' or 'task_name'?" in str(err.value)
+    with pytest.raises(TypeError, match="unexpected keyword arguments 'foo', 'bar'"):
+        model(**_batch(), foo=1, bar=2)
+
+
+def test_task_name_and_tasks_must_agree():
+    model = make_model(ALL_KINDS).eval()
+    with pytest.raises(ValueError, match=r"task_name='single' and tasks=\['ner'\] disagree"):
+        model(**_batch(), task_name="single", tasks=["ner"])
+    with pytest.raises(ValueError, match="disagree"):
+        model(**_batch(), task_name="single", tasks=["single", "ner"])
+    # the trivial agreement is the one-head call
+    labels = _labels("ner")
+    both = model(**_batch(), task_name="ner", tasks=("ner",), labels=labels)
+    alone = model(**_batch(), task_name="ner", labels=labels)
+    assert isinstance(both, TaskModelOutput)
+    torch.testing.assert_close(both.loss, alone.loss)
+    with pytest.raises(TypeError, match="got the string 'ner'; use task_name='ner'"):
+        model(**_batch(), tasks="ner")
+    with pytest.raises(ValueError, match=r"tasks= is empty.*'single', 'multi'"):
+        model(**_batch(), tasks=[])
+
+
+def test_task_view_forward_errors():
+    model = make_model(ALL_KINDS).eval()
+    view = model.task_view("ner")
+    with pytest.raises(TypeError, match="MultiTaskForTokenClassification.forward\\(\\) got an unexpected keyword argument 'task'") as err:
+        view(**_batch(), task="ner")
+    assert "position_ids" in str(err.value) and "tasks" not in str(err.value).split("it accepts")[1]
+    for wrong in ({"task_name": "single"}, {"tasks": ["single"]}, {"tasks": "ner"}):
+        with pytest.raises(ValueError, match="answers for task 'ner' only"):
+            view(**_batch(), **wrong)
+    expected = model(**_batch(), task_name="ner").logits
+    torch.testing.assert_close(view(**_batch(), task_name="ner", tasks=["ner"]).logits, expected)
+    torch.testing.assert_close(view(**_batch(), position_ids=None, return_dict=False)[0], expected)
+
+
+def test_forward_signatures_steer_transformers_callers():
+    """transformers decides what to pass a model from its forward signature and attributes: no `use_cache`
+    (text-classification pipeline), no `return_loss` (Trainer.prediction_step), no `num_items_in_batch`
+    (`accepts_loss_kwargs`), labels found under `labels`."""
+    import inspect
+
+    from transformers.utils.generic import can_return_loss, find_labels
+
+    from hf_mtl import MultiTaskForSequenceClassification, MultiTaskForTokenClassification
+
+    for cls in (MultiTaskModel, MultiTaskForSequenceClassification, MultiTaskForTokenClassification):
+        assert "use_cache" not in inspect.signature(cls.forward).parameters
+        assert find_labels(cls) == ["labels"] and not can_return_loss(cls)
+        assert cls.accepts_loss_kwargs is False
+    # gradient checkpointing wraps the encoder's layers, not the model's forward
+    model = make_model(ALL_KINDS).train()
+    model.gradient_checkpointing_enable()
+    model(**_batch(), task_name="ner", labels=_labels("ner")).loss.backward()
+    assert model.encoder.embeddings.word_embeddings.weight.grad is not None
+
+
 def test_token_loss_is_a_mean_over_labelled_tokens_and_never_nan():
     model = make_model(ALL_KINDS).eval()
     inputs = _batch()
@@ -303,7 +368,7 @@ def test_checkpoint_code_is_self_contained():
         imports = [line.strip() for line in source.splitlines() if line.strip().startswith(("import ", "from "))]
         for line in imports:
             allowed = ("torch", "transformers", "__future__", ".configuration_multitask", "typing", "dataclasses",
-                       "collections", "inspect", "os", "re", "copy")
+                       "collections", "inspect", "os", "re", "copy", "difflib")
             target = line.split()[1]
             assert target.split(".")[0] in allowed or target in allowed, f"{module.__name__}: {line}"
 
@@ -323,3 +388,29 @@ def test_from_encoder_keeps_sdpa_attention_and_is_padding_independent(minilm_dir
     n = alone["input_ids"].shape[1]
     torch.testing.assert_close(padded_out.logits["s"][0], alone_out.logits["s"][0], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(padded_out.logits["n"][0, :n], alone_out.logits["n"][0], atol=1e-5, rtol=1e-4)
+
+
+def test_package_exports_the_single_task_views():
+    import hf_mtl
+    from hf_mtl import modeling_multitask
+
+    for name in ("MultiTaskForSequenceClassification", "MultiTaskForTokenClassification", "MultiTaskTaskView"):
+        assert name in hf_mtl.__all__ and getattr(hf_mtl, name) is getattr(modeling_multitask, name)
+    assert all(hasattr(hf_mtl, name) for name in hf_mtl.__all__)  # `from hf_mtl import *` works
+    view = make_model(ALL_KINDS).task_view("ner")
+    assert isinstance(view, hf_mtl.MultiTaskForTokenClassification) and isinstance(view, hf_mtl.MultiTaskTaskView)
+
+
+def test_dependencies_require_a_transformers_without_the_remote_code_bypass_and_no_unused_evaluate():
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
+    from packaging.requirements import Requirement
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    requirements = {Requirement(r).name: Requirement(r) for r in pyproject["project"]["dependencies"]}
+    assert "evaluate" not in requirements  # nothing imports it (metrics are computed offline)
+    transformers = requirements["transformers"].specifier
+    # releases before 5.3 / 5.5 load remote code from a crafted config despite trust_remote_code=False
+    assert not any(transformers.contains(v) for v in ("5.0.0", "5.2.9", "5.3.0", "5.4.1"))
+    assert transformers.contains("5.5.0") and not transformers.contains("6.0.0")
