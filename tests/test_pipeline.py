@@ -7,6 +7,7 @@ import itertools
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -676,3 +677,47 @@ def test_auto_classes_load_a_head_of_a_multitask_checkpoint(trained_dir, model):
     seq_model = AutoModelForSequenceClassification.from_pretrained(trained_dir)
     assert seq_model.task_name == "sentiment" and seq_model.config.id2label == {0: "negative", 1: "positive"}
     assert torch.equal(seq_model.heads["sentiment"].out_proj.weight, model.heads["sentiment"].out_proj.weight)
+
+
+# ---------------------------------------------------------------------------- real encoder, real data
+REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REAL_DATA / "conll2003").is_dir(), reason=f"real data not found at {REAL_DATA}")
+def test_real_minilm_on_real_data_matches_the_built_in_pipelines(minilm_dir, tokenizer):
+    from datasets import Dataset
+    from transformers.pipelines.pt_utils import KeyDataset
+
+    from hf_mtl import SequenceClassificationTask, TokenClassificationTask
+    from hf_mtl.data.loaders import read_conll, read_delimited
+
+    torch.manual_seed(0)
+    labels = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+    model = MultiTaskModel.from_encoder(
+        minilm_dir, tasks=[SequenceClassificationTask("sentiment", ["negative", "positive"]), TokenClassificationTask("ner", labels)]
+    ).eval()
+    nlp = MultiTaskPipeline(model=model, tokenizer=tokenizer, device="cpu", ignore_labels=[])
+    sentences = list(read_conll(REAL_DATA / "conll2003" / "validation.txt").select(range(150))["tokens"])
+    for strategy in ("none", "first"):
+        builtin = pipeline("token-classification", model=model.task_view("ner"), tokenizer=tokenizer, aggregation_strategy=strategy, ignore_labels=[], device="cpu")
+        ours = nlp(sentences, is_split_into_words=True, aggregation_strategy=strategy, tasks="ner", batch_size=16)
+        for our, their in zip(ours, builtin(sentences, is_split_into_words=True)):
+            assert_same_entities(our["ner"], [_plain(e) for e in their])
+    # a long document: "none" reports each token once, numbered in the whole text, as the built-in's merge keeps it
+    document = " ".join(" ".join(words) for words in sentences)
+    assert len(tokenizer(document)["input_ids"]) > 2 * nlp.max_length
+    ours = nlp(document, aggregation_strategy="none", tasks="ner", stride=64)["ner"]
+    assert [e["index"] for e in ours] == list(range(1, len(tokenizer(document)["input_ids"]) - 1))
+    builtin = pipeline("token-classification", model=model.task_view("ner"), tokenizer=tokenizer, ignore_labels=[], device="cpu")
+    theirs = [{k: v for k, v in _plain(e).items() if k != "index"} for e in builtin(document, stride=64)]
+    assert_same_entities([{k: v for k, v in e.items() if k != "index"} for e in ours], theirs)
+    # SST-2 sentences streamed from a datasets column, as a list, and through the built-in
+    sst = read_delimited(REAL_DATA / "sst2" / "validation.tsv", delimiter="\t", header=True, quotechar=None).select(range(300))
+    texts = list(sst["sentence"])
+    rows = Dataset.from_dict({"text": texts})
+    streamed = list(nlp(KeyDataset(rows, "text"), tasks="sentiment", batch_size=8))  # 3 chunks of 128
+    assert_same_results(streamed, nlp(texts, tasks="sentiment"))
+    text_classification = pipeline("text-classification", model=model.task_view("sentiment"), tokenizer=tokenizer, device="cpu")
+    for our, their in zip(streamed, text_classification(texts)):
+        assert_same_classification(our["sentiment"], their)
