@@ -18,29 +18,42 @@ by `import hf_mtl`) builds it like any other pipeline: same model/tokenizer load
 through preprocess -> forward -> postprocess (batching only on the forward), which can neither sort
 inputs by length nor share one encoder pass between heads. Here a call
 
-1. validates every input up front (a bad item fails the call before any compute, naming its index);
-2. tokenizes all inputs in one fast-tokenizer call, cutting long texts into strided windows
+1. takes one input (returns its result), a list or tuple (returns a list) or any other iterable — a
+   generator, a `KeyDataset`, a `datasets` column — which it streams: it returns an iterator and reads the
+   input `STREAM_CHUNK_BATCHES` batches at a time, so memory stays constant however long the input is;
+2. validates every input of a list (of a stream: of a chunk) before any compute, naming its index;
+3. tokenizes them in one fast-tokenizer call, cutting long texts into strided windows
    (`return_overflowing_tokens`) so token heads cover the whole text;
-3. sorts the windows by length and runs the model once per batch of windows, computing every requested
+4. sorts the windows by length and runs the model once per batch of windows, computing every requested
    head from that single encoder pass (`MultiTaskModel.forward(tasks=...)`) under `torch.inference_mode()`;
-4. turns logits into results with numpy over whole batches (softmax, argmax, sub-word/word grouping),
+5. turns logits into results with numpy over whole batches (softmax, argmax, sub-word/word grouping),
    builds Python objects only for what is returned, and puts results back in input order.
 
 The output formats are transformers' own: classification heads follow `TextClassificationPipeline`
-(`top_k`, `function_to_apply`, its `softmax`/`sigmoid` and `ClassificationFunction`); token heads follow
-`TokenClassificationPipeline`: `AggregationStrategy`, its softmax, its `aggregate_overlapping_entities`
-(called directly to merge entities found in overlapping windows), and its `gather_pre_entities` /
-`aggregate_word` / `group_entities` / `group_sub_entities` rules, applied rule for rule but over whole
-windows with numpy instead of one dict per token (those per-token dicts cost more than a small encoder's
-forward). The tests check every head against those pipelines run on `MultiTaskModel.task_view(name)`.
+(`top_k`, `function_to_apply`, its `softmax`/`sigmoid` and `ClassificationFunction`; regression heads
+included); token heads follow `TokenClassificationPipeline`: `AggregationStrategy`, its softmax, its
+`aggregate_overlapping_entities` (called directly to merge entities found in overlapping windows), and its
+`gather_pre_entities` / `aggregate_word` / `group_entities` / `group_sub_entities` rules, applied rule for
+rule but over whole windows with numpy instead of one dict per token (those per-token dicts cost more than a
+small encoder's forward). The inputs they accept are accepted with the same meaning (text pairs, the legacy
+`[[text, text_pair]]`, `is_split_into_words` with `delimiter`, `offset_mapping`, `truncation`, `stride`).
+The tests check every head against those pipelines run on `MultiTaskModel.task_view(name)`.
+
+Deliberate differences, each documented where it is implemented: token heads default to
+`aggregation_strategy="first"` (word-level entity groups) instead of `"none"`; long texts are windowed for
+token heads by default (the built-in truncates unless given `stride`), and `"none"` works with windows
+(every token once, with its index in the whole text) where the built-in refuses `stride` with `"none"`;
+classification heads truncate long texts (with a warning) unless `truncation=False`.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +69,7 @@ from transformers import (
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.text_classification import ClassificationFunction, sigmoid, softmax
 from transformers.pipelines.token_classification import AggregationStrategy, TokenClassificationPipeline
+from transformers.tokenization_utils_base import TruncationStrategy
 
 from .configuration_multitask import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION, MultiTaskConfig
 from .modeling_multitask import (
@@ -63,20 +77,42 @@ from .modeling_multitask import (
     MultiTaskForTokenClassification,
     MultiTaskModel,
 )
-from .preprocessing import effective_max_length
+from .preprocessing import effective_max_length, effective_text_pair
 
 logger = logging.getLogger(__name__)
 
 PIPELINE_TASK = "multitask"
 DEFAULT_BATCH_SIZE = 32
+#: token heads' default: one tag per word, read from its first sub-word (the only sub-word heads train on by default)
+DEFAULT_AGGREGATION_STRATEGY = AggregationStrategy.FIRST
+#: a streamed input is read this many batches at a time (length-sorted within), bounding memory
+STREAM_CHUNK_BATCHES = 16
 _INPUT_HELP = "a string or a dict {'text': str, 'text_pair': str (optional)}"
+_WORDS_HELP = "a list of words (strings) or a dict {'text': [words], 'text_pair': [words] (optional)}"
+_PAIR_HINT = (
+    "if you are trying to send a text pair, send a dict {'text': 'My text', 'text_pair': 'My pair'} "
+    "(or the legacy [['My text', 'My pair']]); for pre-tokenized words pass is_split_into_words=True"
+)
 _UNSET = object()
 
 
-@dataclass(frozen=True)
+class InvalidInputError(ValueError, TypeError):
+    """A bad input to `MultiTaskPipeline`.
+
+    A `ValueError`, the type transformers' text- and token-classification pipelines raise for bad inputs, and a
+    `TypeError`, the type earlier versions of this pipeline raised for inputs of the wrong type, so that callers
+    catching either keep working.
+    """
+
+
+@dataclass
 class _Input:
-    text: str
-    text_pair: str | None = None
+    index: int  # position in the call's inputs (in a stream: counted from its start), for messages
+    text: str | list[str]  # words when is_split_into_words
+    text_pair: str | list[str] | None = None
+    sentence: str = ""  # what token-head offsets point into: the text, or its words joined by the delimiter
+    word_starts: np.ndarray | None = None  # pre-tokenized words: each word's first character in `sentence`
+    offsets: np.ndarray | None = None  # a user's offset_mapping, (tokens, 2), by token index in the whole text
 
 
 @dataclass
@@ -89,6 +125,8 @@ class _Windows:
     special: list[list[int]]  # 1 for special tokens and, for text pairs, the tokens of text_pair
     item: list[int]  # window -> input index
     first: list[bool]  # the input's first window (the one classification heads read)
+    shift: list[int]  # window position + shift = the token's index in the whole text's tokenization
+    word_ids: list[list[int | None] | None]  # pre-tokenized input: each token's word (its offsets are within it)
 
 
 class _TokenHeadInfo:
@@ -128,48 +166,139 @@ def _as_task_list(tasks: str | Iterable[str] | None, config: MultiTaskConfig) ->
     return names
 
 
-def _validate_inputs(inputs: Any) -> tuple[list[_Input], bool]:
-    """The inputs as a list, and whether a single input was given. Every item is checked before any work."""
+# ---------------------------------------------------------------------------- inputs
+def _shown(value: Any) -> str:
+    return "None" if value is None else f"a {type(value).__name__}: {value!r:.60}"
+
+
+def _arrange_inputs(inputs: Any, words: bool) -> tuple[str, Any]:
+    """`("single", [input])`, `("list", inputs)` or `("stream", iterator)`: the call's shape, nothing validated yet.
+
+    As in the built-in pipelines, a list holds several inputs, except that with `is_split_into_words` a list of
+    strings is one input's words. A list or tuple comes back as a list; any other iterable is streamed.
+    """
+    expected = f"{_WORDS_HELP if words else _INPUT_HELP}, a list of those, or an iterable of those (streamed)"
     if inputs is None:
-        raise TypeError(f"inputs is None; expected {_INPUT_HELP}, or a list of those.")
-    single = isinstance(inputs, (str, Mapping))
-    if single:
-        raw = [inputs]
-    elif isinstance(inputs, (bytes, bytearray)) or not isinstance(inputs, Iterable):
-        raise TypeError(f"inputs is a {type(inputs).__name__}: {inputs!r:.80}; expected {_INPUT_HELP}, or a list of those.")
-    else:
-        raw = list(inputs)
+        raise InvalidInputError(f"inputs is None; expected {expected}.")
+    if isinstance(inputs, str) and not words:
+        return "single", [inputs]
+    if isinstance(inputs, (str, bytes, bytearray)):
+        hint = " (is_split_into_words=True takes lists of words)" if isinstance(inputs, str) else ""
+        raise InvalidInputError(f"inputs is {_shown(inputs)}{hint}; expected {expected}.")
+    if isinstance(inputs, Mapping):
+        return "single", [inputs]
+    if isinstance(inputs, (list, tuple)):
+        if not inputs:  # as token-classification: "At least one input is required."
+            raise InvalidInputError(f"At least one input is required; got an empty {type(inputs).__name__}.")
+        if words and all(isinstance(word, str) for word in inputs):
+            return "single", [inputs]
+        return "list", list(inputs)
+    if isinstance(inputs, torch.utils.data.Dataset) and isinstance(inputs, Sized) and not isinstance(inputs, Iterable):
+        # a map-style dataset such as transformers' KeyDataset: read by index, lazily
+        return "stream", map(inputs.__getitem__, range(len(inputs)))
+    if isinstance(inputs, Iterable):
+        return "stream", iter(inputs)
+    raise InvalidInputError(f"inputs is {_shown(inputs)}; expected {expected}.")
+
+
+def _validate_items(raw: Sequence[Any], start: int, words: bool, delimiter: str) -> list[_Input]:
+    """Every item of `raw` checked (indices counted from `start`); all bad items are reported at once."""
     items: list[_Input] = []
-    errors: list[Exception] = []
-    for index, item in enumerate(raw):
+    errors: list[InvalidInputError] = []
+    for offset, item in enumerate(raw):
         try:
-            items.append(_validate_item(index, item))
-        except (TypeError, ValueError) as err:
+            items.append(_validate_item(start + offset, item, words, delimiter))
+        except InvalidInputError as err:
             errors.append(err)
     if errors:
         shown = "; ".join(str(e) for e in errors[:5]) + ("; ..." if len(errors) > 5 else "")
         message = shown if len(errors) == 1 else f"{len(errors)} of {len(raw)} inputs are invalid (nothing was run): {shown}"
-        raise type(errors[0])(message)
-    return items, single
+        raise InvalidInputError(message)
+    return items
 
 
-def _validate_item(index: int, item: Any) -> _Input:
+def _dict_fields(index: int, item: Mapping, expected: str) -> tuple[Any, Any]:
+    if "text" not in item:
+        raise InvalidInputError(f"Input {index} is a dict without a 'text' key (keys: {sorted(map(str, item))}); expected {expected}.")
+    unknown = sorted(str(k) for k in item if k not in ("text", "text_pair"))
+    if unknown:
+        raise InvalidInputError(f"Input {index} has unexpected keys {unknown}; expected {expected}.")
+    return item["text"], item.get("text_pair")
+
+
+def _check_text(index: int, name: str, value: Any, expected: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInputError(f"Input {index} has a {name} of type {type(value).__name__} ({value!r:.60}); expected {expected}.")
+    return value
+
+
+def _check_words(index: int, name: str, value: Any, expected: str) -> list[str]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(word, str) for word in value):
+        raise InvalidInputError(
+            f"Input {index}{name} is {_shown(value)}; with is_split_into_words=True expected {expected}."
+        )
+    return list(value)
+
+
+def _validate_item(index: int, item: Any, words: bool, delimiter: str) -> _Input:
+    if words:
+        if isinstance(item, Mapping):
+            text, pair = _dict_fields(index, item, _WORDS_HELP)
+            text = _check_words(index, "'s 'text'", text, _WORDS_HELP)
+            pair = None if pair is None else _check_words(index, "'s 'text_pair'", pair, _WORDS_HELP)
+        else:
+            text, pair = _check_words(index, "", item, _WORDS_HELP), None
+        # as the built-in: the words joined by the delimiter are the sentence offsets point into
+        lengths = np.fromiter(map(len, text), dtype=np.int64, count=len(text)) + len(delimiter)
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+        return _Input(index, text, effective_text_pair(pair), delimiter.join(text), starts)
     if isinstance(item, str):
-        return _Input(item)
+        return _Input(index, item, None, item)
     if isinstance(item, Mapping):
-        if "text" not in item:
-            raise ValueError(f"Input {index} is a dict without a 'text' key (keys: {sorted(map(str, item))}); expected {_INPUT_HELP}.")
-        unknown = sorted(str(k) for k in item if k not in ("text", "text_pair"))
-        if unknown:
-            raise ValueError(f"Input {index} has unexpected keys {unknown}; expected {_INPUT_HELP}.")
-        text, pair = item["text"], item.get("text_pair")
-        if not isinstance(text, str):
-            raise TypeError(f"Input {index} has a 'text' of type {type(text).__name__} ({text!r:.60}); expected {_INPUT_HELP}.")
-        if pair is not None and not isinstance(pair, str):
-            raise TypeError(f"Input {index} has a 'text_pair' of type {type(pair).__name__} ({pair!r:.60}); expected {_INPUT_HELP}.")
-        return _Input(text, pair)
-    shown = "None" if item is None else f"a {type(item).__name__}: {item!r:.60}"
-    raise TypeError(f"Input {index} is {shown}; expected {_INPUT_HELP}.")
+        text, pair = _dict_fields(index, item, _INPUT_HELP)
+        _check_text(index, "'text'", text, _INPUT_HELP)
+        if pair is not None:
+            _check_text(index, "'text_pair'", pair, _INPUT_HELP)
+        return _Input(index, text, effective_text_pair(pair), text)
+    if isinstance(item, list) and len(item) == 1 and isinstance(item[0], list) and len(item[0]) == 2:
+        # text-classification still takes [[text, text_pair]] for backward compatibility
+        text, pair = (_check_text(index, name, value, "[[text, text_pair]] strings") for name, value in zip(("text", "text_pair"), item[0]))
+        return _Input(index, text, effective_text_pair(pair), text)
+    if isinstance(item, (list, tuple)):
+        raise InvalidInputError(f"Input {index} is {_shown(item)}, which is not a valid input: {_PAIR_HINT}.")
+    raise InvalidInputError(f"Input {index} is {_shown(item)}; expected {_INPUT_HELP}.")
+
+
+def _is_offset(value: Any) -> bool:
+    return isinstance(value, (tuple, list, np.ndarray)) and len(value) == 2 and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value
+    )
+
+
+def _attach_offsets(items: list[_Input], offset_mapping: Any) -> None:
+    """token-classification's `offset_mapping`: per input, one `(start, end)` per token of its tokenization
+    (special tokens included), replacing the tokenizer's offsets. One input's list may be given unwrapped."""
+    if offset_mapping is None or len(offset_mapping) == 0:  # the built-in ignores an empty mapping too
+        return
+    per_input = [offset_mapping] if _is_offset(offset_mapping[0]) else list(offset_mapping)
+    if len(per_input) != len(items):
+        raise InvalidInputError(
+            f"offset_mapping should have the same batch size as the input: got {len(per_input)} offset lists for "
+            f"{len(items)} inputs (one list of (start, end) per input, one pair per token)."
+        )
+    for item, offsets in zip(items, per_input):
+        try:
+            array = np.asarray(offsets, dtype=np.int64)
+        except (TypeError, ValueError):
+            array = None
+        if array is not None and array.size == 0:
+            array = array.reshape(0, 2)
+        if array is None or array.ndim != 2 or array.shape[1] != 2:
+            raise InvalidInputError(
+                f"offset_mapping of input {item.index} must be a list of (start, end) character offsets, one per "
+                f"token; got {offsets!r:.80}."
+            )
+        item.offsets = array
 
 
 def _per_task(value: Any, task: str) -> Any:
@@ -187,29 +316,45 @@ class MultiTaskPipeline(Pipeline):
     with the model is used, else the one of the encoder it was trained from (`config.base_model_name_or_path`).
     A fast tokenizer is required (offsets and strided windows).
 
+    Inputs: a string, a dict `{"text": ..., "text_pair": ...}` (an empty or missing `text_pair` is no pair) or
+    the legacy `[[text, text_pair]]`; with `is_split_into_words=True`, a list of words or a dict of word lists.
+    One input gives one result; a list or tuple of inputs gives a list; any other iterable (a generator, a
+    `KeyDataset`, a `datasets` column) gives an iterator, computed `STREAM_CHUNK_BATCHES` batches at a time.
+
     Every parameter below can be given at construction or per call (a call's value wins):
 
     Args:
         tasks (`str` or `list[str]`, *optional*): heads to run (a list or comma-separated names); default all.
-        top_k (`int` or `None`, *optional*): classification heads return a list of the `top_k` best
-            `{"label", "score"}` dicts sorted by score (`None`: all labels) instead of one dict, exactly as
+        top_k (`int` or `None`, *optional*): classification and regression heads return a list of the `top_k`
+            best `{"label", "score"}` dicts sorted by score (`None`: all labels) instead of one dict, exactly as
             `text-classification` does. May be a dict `{task_name: top_k}`.
         function_to_apply (`str`, *optional*): `"softmax"`, `"sigmoid"` or `"none"`; default softmax for
-            single-label heads, sigmoid for multi-label heads, none for regression. May be a per-task dict.
-        aggregation_strategy (`str`, defaults to `"simple"`): `"none"`, `"simple"`, `"first"`, `"average"` or
-            `"max"`, as in `token-classification`.
+            single-label heads, sigmoid for multi-label (and one-label) heads, none for regression. May be a
+            per-task dict.
+        truncation (`bool` or `str`, *optional*): text-classification's tokenizer argument. Unset: classification
+            heads read the first `max_length` tokens of longer texts and a warning says so (once). `True` or a
+            strategy (`"longest_first"`, `"only_first"`, `"only_second"`: how text pairs are cut): the same
+            without the warning. `False` (`"do_not_truncate"`): an input that would be cut for a classification
+            head (or a text pair that would be cut at all) raises `ValueError` before anything runs.
+        aggregation_strategy (`str`, defaults to `"first"`): `"none"`, `"simple"`, `"first"`, `"average"` or
+            `"max"`, as in `token-classification` (whose default is `"none"`).
         ignore_labels (`list[str]`, defaults to `["O"]`): token labels (or entity groups) left out.
         stride (`int`, *optional*): overlap, in tokens, between the windows that cover texts longer than the
             model's maximum length (token heads); default a quarter of the maximum length, at most 128.
+        is_split_into_words (`bool`, defaults to `False`), delimiter (`str`, defaults to `" "`): inputs are
+            lists of words; as in `token-classification`, offsets point into the words joined by `delimiter`.
+        offset_mapping (`list`, *optional*): per input, one `(start, end)` per token of its tokenization (special
+            tokens included) replacing the tokenizer's offsets, as in `token-classification`; for a list of
+            inputs, a list of those. Not for streamed inputs.
         batch_size (`int`, defaults to 32): windows per encoder pass.
         device: as for any pipeline (per call it moves the model).
 
-    Returns, for one text, `{task_name: result}`; for a list, a list of those in input order. Classification
-    results have the shape `text-classification` gives for the same arguments; regression heads give
-    `{"score": value}` (several outputs: a list of `{"label", "score"}` in label order); token results are
-    the entity lists of `token-classification`, with character offsets into the original text. Numbers are
-    Python floats and ints. Classification heads read at most the model's maximum length (logged once);
-    token heads cover long texts with strided windows and merge entities found twice in overlaps.
+    Returns, for one input, `{task_name: result}`; for a list, a list of those in input order. Classification and
+    regression results have the shape `text-classification` gives for the same arguments on a list of inputs;
+    token results are the entity lists of `token-classification`, with character offsets into the original
+    text. Numbers are Python floats and ints. Token heads cover long texts with strided windows and merge
+    entities found twice in overlaps; with `aggregation_strategy="none"` every token is reported once, with its
+    index in the whole text's tokenization.
     """
 
     _load_processor = False
@@ -271,15 +416,20 @@ class MultiTaskPipeline(Pipeline):
         tasks: str | Iterable[str] | None = None,
         top_k: Any = _UNSET,
         function_to_apply: Any = None,
+        truncation: Any = _UNSET,
         aggregation_strategy: str | AggregationStrategy | None = None,
         ignore_labels: Sequence[str] | None = None,
         stride: int | None = None,
+        is_split_into_words: bool | None = None,
+        delimiter: str | None = None,
+        offset_mapping: Any = None,
         **unknown: Any,
     ) -> tuple[dict, dict, dict]:
         if unknown:
             raise TypeError(
                 f"MultiTaskPipeline got unexpected parameters {sorted(unknown)}; it takes tasks, top_k, "
-                "function_to_apply, aggregation_strategy, ignore_labels, stride, batch_size and device."
+                "function_to_apply, truncation, aggregation_strategy, ignore_labels, stride, is_split_into_words, "
+                "delimiter, offset_mapping, batch_size and device."
             )
         preprocess: dict[str, Any] = {}
         forward: dict[str, Any] = {}
@@ -293,6 +443,8 @@ class MultiTaskPipeline(Pipeline):
             postprocess["function_to_apply"] = self._check_per_task(
                 function_to_apply, "function_to_apply", None, None, convert=self._classification_function
             )
+        if truncation is not _UNSET:
+            preprocess["truncation"] = self._truncation(truncation)
         if aggregation_strategy is not None:
             if isinstance(aggregation_strategy, str):
                 try:
@@ -312,6 +464,16 @@ class MultiTaskPipeline(Pipeline):
             if not isinstance(stride, int) or isinstance(stride, bool) or not 0 <= stride < limit:
                 raise ValueError(f"stride must be an int in [0, {limit}) for this model (max length {self.max_length}); got {stride!r}.")
             preprocess["stride"] = stride
+        if is_split_into_words is not None:
+            if not isinstance(is_split_into_words, bool):
+                raise ValueError(f"is_split_into_words must be True or False, got {is_split_into_words!r}.")
+            preprocess["is_split_into_words"] = is_split_into_words
+        if delimiter is not None:
+            if not isinstance(delimiter, str):
+                raise ValueError(f"delimiter must be a string, got {delimiter!r}.")
+            preprocess["delimiter"] = delimiter
+        if offset_mapping is not None:
+            preprocess["offset_mapping"] = offset_mapping
         return preprocess, forward, postprocess
 
     def _check_per_task(self, value: Any, name: str, check: Any, expected: str | None, convert: Any = None) -> Any:
@@ -341,13 +503,30 @@ class MultiTaskPipeline(Pipeline):
             f"function_to_apply={value!r} is not one of {['default'] + [f.value for f in ClassificationFunction]}."
         )
 
-    # ------------------------------------------------------------------ call
-    def __call__(self, inputs: Any, **kwargs: Any) -> dict[str, Any] | list[dict[str, Any]]:
-        """Predict every requested head for one input (returns a dict) or a list of inputs (a list of dicts).
+    @staticmethod
+    def _truncation(value: Any) -> bool | str | None:
+        """None (cut with a warning), True (cut; pairs longest first), False (refuse) or a pair strategy name."""
+        if value is None or isinstance(value, bool):
+            return value
+        try:
+            strategy = TruncationStrategy(value)
+        except ValueError:
+            raise ValueError(
+                f"truncation={value!r} is not True, False or one of {[s.value for s in TruncationStrategy]}."
+            ) from None
+        if strategy == TruncationStrategy.DO_NOT_TRUNCATE:
+            return False
+        return True if strategy == TruncationStrategy.LONGEST_FIRST else strategy.value
 
-        Inputs are strings or `{"text": ..., "text_pair": ...}` dicts. Keyword arguments are the parameters
-        listed in the class docstring. Invalid inputs raise `TypeError`/`ValueError` naming the item's index
-        before anything runs; unknown task names raise `KeyError` listing the model's tasks.
+    # ------------------------------------------------------------------ call
+    def __call__(self, inputs: Any, **kwargs: Any) -> dict[str, Any] | list[dict[str, Any]] | Iterator[dict[str, Any]]:
+        """Predict every requested head for one input (a dict), a list or tuple of inputs (a list of dicts) or
+        an iterable of inputs (an iterator of dicts, streamed; see the class docstring).
+
+        Keyword arguments are the parameters listed in the class docstring. Invalid inputs raise
+        `InvalidInputError` (a `ValueError`, as the built-in pipelines raise) naming the item's index before
+        anything runs (in a stream: before its chunk runs); unknown task names raise `KeyError` listing the
+        model's tasks.
         """
         batch_size = kwargs.pop("batch_size", None)
         if batch_size is None:
@@ -360,17 +539,57 @@ class MultiTaskPipeline(Pipeline):
         preprocess_params = {**self._preprocess_params, **preprocess_params}
         forward_params = {**self._forward_params, **forward_params}
         postprocess_params = {**self._postprocess_params, **postprocess_params}
-        items, single = _validate_inputs(inputs)
+        words = preprocess_params.pop("is_split_into_words", False)
+        delimiter = preprocess_params.pop("delimiter", " ")
+        offset_mapping = preprocess_params.pop("offset_mapping", None)
+        kind, source = _arrange_inputs(inputs, words)
+        items: list[_Input] = []
+        if kind == "stream":
+            if offset_mapping is not None:
+                raise InvalidInputError("offset_mapping needs a list of inputs (one offset list per input), not a stream.")
+        else:
+            items = _validate_items(source, 0, words, delimiter)
+            _attach_offsets(items, offset_mapping)
         if device is not None:
             self._move_to(device)
-        if not items:
-            return []
-        tasks = forward_params.get("tasks") or self.model.config.task_names
-        needs_windows = any(self.model.config.get_task(t)["task_type"] == TOKEN_CLASSIFICATION for t in tasks)
-        windows = self.preprocess(items, needs_windows=needs_windows, **preprocess_params)
+        predict = functools.partial(
+            self._predict,
+            tasks=forward_params.get("tasks") or self.model.config.task_names,
+            batch_size=batch_size,
+            preprocess_params={**preprocess_params, "is_split_into_words": words},
+            postprocess_params=postprocess_params,
+        )
+        if kind == "stream":
+            return self._stream(source, batch_size * STREAM_CHUNK_BATCHES, words, delimiter, predict)
+        results = predict(items)
+        return results[0] if kind == "single" else results
+
+    @staticmethod
+    def _stream(
+        source: Iterator[Any], chunk_size: int, words: bool, delimiter: str, predict: Callable[[list[_Input]], list]
+    ) -> Iterator[dict[str, Any]]:
+        """Results of a streamed input, `chunk_size` inputs at a time (each chunk validated, then length-sorted)."""
+        start = 0
+        while True:
+            chunk = list(itertools.islice(source, chunk_size))
+            if not chunk:
+                return
+            yield from predict(_validate_items(chunk, start, words, delimiter))
+            start += len(chunk)
+
+    def _predict(
+        self, items: list[_Input], tasks: list[str], batch_size: int, preprocess_params: dict, postprocess_params: dict
+    ) -> list[dict[str, Any]]:
+        """Results of validated inputs, in their order."""
+        kinds = {self.model.config.get_task(t)["task_type"] for t in tasks}
+        windows = self.preprocess(
+            items,
+            needs_windows=TOKEN_CLASSIFICATION in kinds,
+            classifies=SEQUENCE_CLASSIFICATION in kinds,
+            **preprocess_params,
+        )
         outputs = self._run_batches(windows, tasks, batch_size)
-        results = self.postprocess((items, windows, outputs), tasks=tasks, **postprocess_params)
-        return results[0] if single else results
+        return self.postprocess((items, windows, outputs), tasks=tasks, **postprocess_params)
 
     def _move_to(self, device: Any) -> None:
         if isinstance(device, int):
@@ -379,70 +598,125 @@ class MultiTaskPipeline(Pipeline):
         self.model.to(self.device)
 
     # ------------------------------------------------------------------ stages
-    def preprocess(self, inputs: list[_Input], needs_windows: bool = True, stride: int | None = None) -> _Windows:
+    def preprocess(
+        self,
+        inputs: list[_Input],
+        needs_windows: bool = True,
+        classifies: bool = True,
+        stride: int | None = None,
+        truncation: bool | str | None = None,
+        is_split_into_words: bool = False,
+    ) -> _Windows:
         """Tokenize all inputs in one call per kind (single texts, pairs) into windows.
 
         Single texts longer than the maximum length are cut into windows overlapping by `stride` tokens when
-        token heads need them; otherwise (and for text pairs) only the first window is kept.
+        token heads need them; otherwise (and for text pairs) only the first window is kept, and `truncation`
+        decides whether that is said (unset), silent (true) or refused (false).
         """
         max_length = self.max_length
-        windows = _Windows([], [] if "token_type_ids" in self.tokenizer.model_input_names else None, [], [], [], [])
+        windows = _Windows([], [] if "token_type_ids" in self.tokenizer.model_input_names else None, [], [], [], [], [], [])
         singles = [i for i, item in enumerate(inputs) if item.text_pair is None]
         pairs = [i for i, item in enumerate(inputs) if item.text_pair is not None]
-        truncated: list[int] = []
-        common = dict(truncation=True, max_length=max_length, return_offsets_mapping=True, return_special_tokens_mask=True)
+        cut_singles: list[int] = []
+        cut_pairs: list[int] = []
+        common = dict(
+            max_length=max_length,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+            is_split_into_words=is_split_into_words,
+        )
         if singles:
             texts = [inputs[i].text for i in singles]
             if needs_windows:
                 stride = self._default_stride() if stride is None else stride
-                encoded = self.tokenizer(texts, stride=stride, return_overflowing_tokens=True, **common)
-                mapping = encoded["overflow_to_sample_mapping"]
-                counts = np.bincount(mapping, minlength=len(texts))
-                truncated.extend(singles[i] for i in np.flatnonzero(counts > 1).tolist())
-                previous = -1
-                for w, local in enumerate(mapping):
-                    self._add_window(windows, encoded, w, singles[local], local != previous)
-                    previous = local
+                encoded = self.tokenizer(texts, truncation=True, stride=stride, return_overflowing_tokens=True, **common)
+                # windows come grouped by text, in text order
+                counts = np.bincount(encoded["overflow_to_sample_mapping"], minlength=len(texts)).tolist()
+                start = 0
+                for local, count in enumerate(counts):
+                    if count > 1:
+                        cut_singles.append(singles[local])
+                    self._add_windows(windows, encoded, range(start, start + count), singles[local], stride, is_split_into_words)
+                    start += count
             else:
-                encoded = self.tokenizer(texts, **common)
+                encoded = self.tokenizer(texts, truncation=True, **common)
                 for w, index in enumerate(singles):
                     if encoded.encodings[w].overflowing:
-                        truncated.append(index)
-                    self._add_window(windows, encoded, w, index, True)
+                        cut_singles.append(index)
+                    self._add_windows(windows, encoded, range(w, w + 1), index, 0, is_split_into_words)
         if pairs:
             encoded = self.tokenizer(
-                [inputs[i].text for i in pairs], [inputs[i].text_pair for i in pairs], **common
+                [inputs[i].text for i in pairs],
+                [inputs[i].text_pair for i in pairs],
+                truncation=True if truncation in (None, False) else truncation,
+                **common,
             )
             for w, index in enumerate(pairs):
                 if encoded.encodings[w].overflowing:
-                    truncated.append(index)
-                self._add_window(windows, encoded, w, index, True, pair=True)
-        if truncated:
-            self._log_truncation(sorted(set(truncated)), len(inputs), max_length)
+                    cut_pairs.append(index)
+                self._add_windows(windows, encoded, range(w, w + 1), index, 0, is_split_into_words, pair=True)
+        lost = sorted(cut_pairs + (cut_singles if classifies else []))
+        if lost and truncation is False:
+            shown = ", ".join(str(inputs[i].index) for i in lost[:10]) + (", ..." if len(lost) > 10 else "")
+            raise InvalidInputError(
+                f"truncation=False, but {len(lost)} input(s) (index {shown}) are longer than the model's maximum of "
+                f"{max_length} tokens, which classification heads cannot read whole (token heads cover long single "
+                "texts in windows; text pairs are never windowed). Shorten them, or pass truncation=True to cut them."
+            )
+        if lost and truncation is None:
+            self._log_truncation([inputs[i].index for i in lost], max_length)
+        if needs_windows:
+            self._check_offsets(inputs, windows)
         return windows
 
     @staticmethod
-    def _add_window(windows: _Windows, encoded: Any, w: int, item: int, first: bool, pair: bool = False) -> None:
-        windows.input_ids.append(encoded["input_ids"][w])
-        if windows.token_type_ids is not None:
-            windows.token_type_ids.append(encoded["token_type_ids"][w])
-        windows.offsets.append(encoded["offset_mapping"][w])
-        special = encoded["special_tokens_mask"][w]
-        if pair:  # token heads read the first text only
-            special = [int(s or seq != 0) for s, seq in zip(special, encoded.encodings[w].sequence_ids)]
-        windows.special.append(special)
-        windows.item.append(item)
-        windows.first.append(first)
+    def _add_windows(
+        windows: _Windows, encoded: Any, rows: range, item: int, stride: int, words: bool, pair: bool = False
+    ) -> None:
+        """Append one input's windows (rows of `encoded`), with where each sits in the whole text's tokenization."""
+        shift = 0
+        for k, w in enumerate(rows):
+            ids = encoded["input_ids"][w]
+            windows.input_ids.append(ids)
+            if windows.token_type_ids is not None:
+                windows.token_type_ids.append(encoded["token_type_ids"][w])
+            windows.offsets.append(encoded["offset_mapping"][w])
+            special = encoded["special_tokens_mask"][w]
+            if pair:  # token heads read the first text only
+                special = [int(s or seq != 0) for s, seq in zip(special, encoded.encodings[w].sequence_ids)]
+            windows.special.append(special)
+            windows.item.append(item)
+            windows.first.append(k == 0)
+            windows.shift.append(shift)
+            windows.word_ids.append(encoded.encodings[w].word_ids if words else None)
+            if len(rows) > 1:  # the tokenizer starts each overflowing window `stride` text tokens before the last ended
+                shift += len(ids) - sum(special) - stride
 
-    def _log_truncation(self, indices: list[int], total: int, max_length: int) -> None:
+    @staticmethod
+    def _check_offsets(inputs: list[_Input], windows: _Windows) -> None:
+        """A user's offset_mapping must cover every token of its input's tokenization."""
+        needed: dict[int, int] = {}
+        for w, index in enumerate(windows.item):
+            if inputs[index].offsets is not None:
+                needed[index] = max(needed.get(index, 0), windows.shift[w] + len(windows.input_ids[w]))
+        for index, count in needed.items():
+            given = len(inputs[index].offsets)
+            if given < count:
+                raise InvalidInputError(
+                    f"offset_mapping of input {inputs[index].index} has {given} (start, end) pairs, but the input has "
+                    f"{count} tokens (special tokens included); give one pair per token."
+                )
+
+    def _log_truncation(self, indices: list[int], max_length: int) -> None:
         if self._truncation_logged:
             return
         self._truncation_logged = True
         shown = ", ".join(map(str, indices[:10])) + (", ..." if len(indices) > 10 else "")
         logger.warning(
-            f"{len(indices)} of {total} inputs (index {shown}) are longer than the model's maximum of "
-            f"{max_length} tokens: classification heads read only their first {max_length} tokens (token heads "
-            "cover the whole text in overlapping windows; text pairs are truncated). Logged once per pipeline."
+            f"{len(indices)} input(s) (index {shown}) are longer than the model's maximum of {max_length} tokens: "
+            f"classification heads read only their first {max_length} tokens (token heads cover whole single "
+            "texts in overlapping windows; text pairs are truncated). Pass truncation=True to cut without this "
+            "warning, or truncation=False to refuse such inputs. Logged once per pipeline."
         )
 
     def _run_batches(self, windows: _Windows, tasks: list[str], batch_size: int) -> dict[str, Any]:
@@ -512,7 +786,7 @@ class MultiTaskPipeline(Pipeline):
         tasks: list[str] | None = None,
         top_k: Any = _UNSET,
         function_to_apply: Any = None,
-        aggregation_strategy: AggregationStrategy = AggregationStrategy.SIMPLE,
+        aggregation_strategy: AggregationStrategy = DEFAULT_AGGREGATION_STRATEGY,
         ignore_labels: Sequence[str] = ("O",),
     ) -> list[dict[str, Any]]:
         """Per input, `{task: result}` in the formats of transformers' classification pipelines."""
@@ -553,11 +827,7 @@ class MultiTaskPipeline(Pipeline):
             scores = softmax(logits)
         else:
             scores = logits
-        if problem_type == "regression":
-            if scores.shape[1] == 1:
-                return [{"score": value} for value in scores[:, 0].tolist()]
-            labels = [id2label[i] for i in range(scores.shape[1])]
-            return [[{"label": label, "score": s} for label, s in zip(labels, row)] for row in scores.tolist()]
+        # regression heads too: text-classification treats their outputs as label scores (the largest by default)
         if top_k is _UNSET:
             best = scores.argmax(axis=1).tolist()
             values = scores.max(axis=1).tolist()
@@ -589,21 +859,36 @@ class MultiTaskPipeline(Pipeline):
         for item, window_ids in zip(items, item_windows):
             entities: list[dict[str, Any]] = []
             for w in window_ids:
+                special = np.asarray(windows.special[w], dtype=bool)
                 entities.extend(
                     self._window_entities(
-                        item.text,
+                        item.sentence,
                         np.asarray(windows.input_ids[w]),
                         scores[w],
-                        np.asarray(windows.offsets[w], dtype=np.int64).reshape(-1, 2),
-                        np.asarray(windows.special[w], dtype=bool),
+                        self._window_offsets(item, windows, w, special),
+                        special,
                         strategy,
                         info,
+                        windows.shift[w],
                     )
                 )
-            if len(window_ids) > 1:
+            if len(window_ids) > 1:  # as the built-in does with stride; under "none" it keeps each token once
                 entities = TokenClassificationPipeline.aggregate_overlapping_entities(self, entities)
             results.append(entities)
         return results
+
+    @staticmethod
+    def _window_offsets(item: _Input, windows: _Windows, w: int, special: np.ndarray) -> np.ndarray:
+        """Character offsets of window `w`'s tokens into `item.sentence`, as gather_pre_entities computes them."""
+        offsets = np.asarray(windows.offsets[w], dtype=np.int64).reshape(-1, 2)
+        if item.offsets is not None:  # offset_mapping: the user's offsets, by token index in the whole text
+            offsets = item.offsets[windows.shift[w] : windows.shift[w] + len(offsets)]
+        if item.word_starts is not None:  # pre-tokenized: offsets are within each word; move them into the sentence
+            word_ids = np.array(windows.word_ids[w], dtype=np.float64)  # None (special tokens) -> nan
+            inside = ~special & ~np.isnan(word_ids)
+            offsets = offsets.copy()
+            offsets[inside] += item.word_starts[word_ids[inside].astype(np.int64)][:, None]
+        return offsets
 
     def _is_subword(self, tokens: list[str], ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, text: str) -> np.ndarray:
         """gather_pre_entities's sub-word test, over a whole window."""
@@ -626,8 +911,10 @@ class MultiTaskPipeline(Pipeline):
         special: np.ndarray,
         strategy: AggregationStrategy,
         info: _TokenHeadInfo,
+        shift: int = 0,
     ) -> list[dict[str, Any]]:
-        """Entities of one window, as TokenClassificationPipeline.postprocess computes them for one chunk."""
+        """Entities of one window, as TokenClassificationPipeline.postprocess computes them for one chunk
+        (`shift` turns window positions into token indices in the whole text, for `"none"`'s `index`)."""
         positions = np.flatnonzero(~special[: len(scores)])
         if positions.size == 0:
             return []
@@ -685,32 +972,31 @@ class MultiTaskPipeline(Pipeline):
                 {
                     "entity": id2label[labels_list[j]],
                     "score": scores_list[j],
-                    "index": int(positions[j]),
+                    "index": int(positions[j]) + shift,
                     "word": words[j],
                     "start": starts_list[j],
                     "end": ends_list[j],
                 }
                 for j in shown.tolist()
             ]
-        if tokens is not None:  # aggregate_word: a word's sub-words joined back
-            first_list, last_list = unit_first.tolist(), unit_last.tolist()
-            unit_words = [
-                self.tokenizer.convert_tokens_to_string(words[first_list[u] : last_list[u] + 1]) for u in range(len(first_list))
-            ]
-        else:
-            unit_words = words
+        first_list, last_list = unit_first.tolist(), unit_last.tolist()
+        to_string = self.tokenizer.convert_tokens_to_string
         # group_sub_entities: the group's label minus its B-/I- prefix, mean score, joined words, outer offsets
         group_scores = (np.add.reduceat(unit_scores, group_first) / np.diff(np.append(group_first, len(labels)))).tolist()
         entities = []
         for g in shown.tolist():
             first, end = int(group_first[g]), int(group_end[g])
+            if tokens is not None:  # aggregate_word: each word's sub-words joined back (only for groups returned)
+                unit_words = [to_string(words[first_list[u] : last_list[u] + 1]) for u in range(first, end)]
+            else:
+                unit_words = words[first:end]
             entities.append(
                 {
                     "entity_group": info.group_name[labels_list[first]],
                     "score": group_scores[g],
-                    "word": self.tokenizer.convert_tokens_to_string(unit_words[first:end]),
-                    "start": starts_list[unit_first[first]],
-                    "end": ends_list[unit_last[end - 1]],
+                    "word": to_string(unit_words),
+                    "start": starts_list[first_list[first]],
+                    "end": ends_list[last_list[end - 1]],
                 }
             )
         return entities
@@ -730,4 +1016,4 @@ def register_pipeline() -> None:
         PIPELINE_REGISTRY.register_pipeline(PIPELINE_TASK, pipeline_class=MultiTaskPipeline, pt_model=AutoModel, type="text")
 
 
-__all__ = ["MultiTaskPipeline", "PIPELINE_TASK", "register_pipeline"]
+__all__ = ["InvalidInputError", "MultiTaskPipeline", "PIPELINE_TASK", "register_pipeline"]

@@ -76,6 +76,17 @@ def test_text_arguments_and_tasks(model_dir, expected, capsys):
     assert results[0]["ner"] == expected[0]["ner"] and results[1]["ner"] == expected[2]["ner"]
 
 
+def test_token_heads_default_to_the_pipelines_first_strategy(model_dir, capsys):
+    text = "Schwarzenegger Kowalczyk Düsseldorf"  # words of several sub-words: "first" and "simple" differ here
+    pipe = MultiTaskPipeline(model=model_dir, device="cpu")
+    first, simple = (pipe(text, tasks="ner", aggregation_strategy=s)["ner"] for s in ("first", "simple"))
+    assert first != simple
+    assert main(["predict", model_dir, text, "--tasks", "ner"]) == 0
+    assert _read_jsonl(capsys.readouterr().out)[0]["ner"] == first
+    assert main(["predict", model_dir, text, "--tasks", "ner", "--aggregation-strategy", "simple"]) == 0
+    assert _read_jsonl(capsys.readouterr().out)[0]["ner"] == simple
+
+
 def test_text_pairs_in_jsonl(model_dir, tmp_path, capsys):
     source = tmp_path / "pairs.jsonl"
     source.write_text(json.dumps({"text": "Paris", "text_pair": "I love it"}) + "\n", encoding="utf-8")

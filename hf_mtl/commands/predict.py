@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
 from typing import Any, TextIO
 
 #: at most this many results are pretty-printed on a terminal (more are written as JSON lines)
@@ -41,9 +40,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="Windows per encoder pass (default 32).")
     parser.add_argument(
         "--aggregation-strategy",
-        default="simple",
+        default=None,
         choices=("none", "simple", "first", "average", "max"),
-        help="How token heads group sub-words into entities (default simple).",
+        help="How token heads group sub-words into entities (default: the pipeline's, first: one tag per word).",
     )
     parser.add_argument("--device", default=None, help="Device, e.g. cpu, cuda, cuda:1 (default: GPU if available).")
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar shown for --input.")
@@ -91,11 +90,6 @@ def read_inputs(stream: TextIO, name: str) -> list[Any]:
     return inputs
 
 
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise _user_error(f"--batch-size must be a positive integer, got {args.batch_size}.")
@@ -114,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
 
     import hf_mtl  # noqa: F401 - registers the "multitask" pipeline task
 
-    kwargs: dict[str, Any] = {"aggregation_strategy": args.aggregation_strategy}
+    kwargs: dict[str, Any] = {}
+    if args.aggregation_strategy:
+        kwargs["aggregation_strategy"] = args.aggregation_strategy
     if args.tasks:
         kwargs["tasks"] = args.tasks
     predictor = pipeline("multitask", model=args.model, device=args.device, batch_size=args.batch_size, **kwargs)
@@ -127,16 +123,16 @@ def run(args: argparse.Namespace) -> int:
 
         progress = tqdm(total=len(inputs), desc="Predicting", unit="text", file=sys.stderr)
     try:
-        # Chunks bound memory on big files; inside a chunk the pipeline sorts by length for its batches.
-        for chunk in _chunks(inputs, max(args.batch_size * 16, 256)):
-            for item, result in zip(chunk, predictor(chunk)):
-                if pretty:
-                    text = item if isinstance(item, str) else f"{item['text']} || {item['text_pair']}"
-                    output.write(f">>> {text}\n{json.dumps(result, indent=2, ensure_ascii=False)}\n")
-                else:
-                    output.write(json.dumps(result, ensure_ascii=False) + "\n")
+        # An iterator is streamed: the pipeline reads it a few batches at a time (length-sorted within), so
+        # results are written as they come and its memory stays bounded on big files.
+        for item, result in zip(inputs, predictor(iter(inputs))):
+            if pretty:
+                text = item if isinstance(item, str) else f"{item['text']} || {item['text_pair']}"
+                output.write(f">>> {text}\n{json.dumps(result, indent=2, ensure_ascii=False)}\n")
+            else:
+                output.write(json.dumps(result, ensure_ascii=False) + "\n")
             if progress is not None:
-                progress.update(len(chunk))
+                progress.update(1)
     finally:
         if progress is not None:
             progress.close()
