@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--n-texts", type=int, default=1800)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per setting (best is reported)")
-    parser.add_argument("--aggregation", default="simple", help="token-classification aggregation_strategy")
+    parser.add_argument("--aggregation", default="first", help="token-classification aggregation_strategy (default: the pipeline's, first)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--settings", default="a,b,c,c_unsorted,single_mixed,builtin_single_mixed,"

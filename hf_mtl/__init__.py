@@ -18,7 +18,7 @@ from .modeling_multitask import (
     MultiTaskTaskView,
     TaskModelOutput,
 )
-from .pipeline import MultiTaskPipeline, register_pipeline
+from .pipeline import InvalidInputError, MultiTaskPipeline, register_pipeline
 from .preprocessing import prepare_dataset, prepare_datasets
 from .sampling import MultiTaskBatchSampler, MultiTaskDataset
 from .tasks import SequenceClassificationTask, Task, TokenClassificationTask, task_from_config, tasks_from_config
@@ -40,6 +40,7 @@ MultiTaskModel.push_to_hub = _push_model_to_hub
 register_pipeline()
 
 __all__ = [
+    "InvalidInputError",
     "MultiTaskBatchSampler",
     "MultiTaskConfig",
     "MultiTaskDataCollator",
