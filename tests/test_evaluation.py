@@ -212,6 +212,8 @@ def test_predict_unlabelled_and_prepared_data(tmp_path, three_tasks, tokenizer):
         assert not any(k.startswith(f"test_{name}_") for k in unlabelled[name].metrics)
     assert "test_average" not in unlabelled.metrics and "test_loss" not in unlabelled.metrics
     assert "test_runtime" in unlabelled.metrics
+    with pytest.raises(ValueError, match=r"Task 'sentiment' \(validation\): column\(s\) \['label'\] not found"):
+        trainer.evaluate({"sentiment": data["sentiment"].remove_columns("label")})  # evaluation needs labels
     # datasets prepared beforehand (with or without hf_mtl's bookkeeping columns)
     prepared = prepare_datasets(data, three_tasks, tokenizer, split="test")
     bare = {name: ds.remove_columns([c for c in ("example_index", "word_index") if c in ds.column_names])
@@ -334,3 +336,45 @@ def test_compute_metrics_of_the_wrong_type(tmp_path, three_tasks, tokenizer):
         _trainer(tmp_path, three_tasks, tokenizer, compute_metrics=42)
     with pytest.raises(TypeError, match=r"compute_metrics\['topic'\] must be a function"):
         _trainer(tmp_path, three_tasks, tokenizer, compute_metrics={"topic": "accuracy"})
+
+
+# ---------------------------------------------------------------------------- multi-process
+@pytest.mark.slow
+def test_predict_under_two_processes_matches_one_process(tmp_path):
+    """Under `torchrun` (2 CPU processes, batches dealt alternately, the last ones padded by accelerate), the
+    gathered predictions come back in input order, windows merged, exactly as in one process."""
+    import os
+    import socket
+    import sys
+    from pathlib import Path
+
+    from conftest import run_isolated
+
+    scripts = Path(__file__).parent / "scripts"
+    sys.path.insert(0, str(scripts))
+    import ddp_predict
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+        "--master_port", str(port), str(scripts / "ddp_predict.py"), str(tmp_path),
+    ]
+    result = run_isolated(command, env, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    arrays = np.load(tmp_path / "predict.npz")
+    single = ddp_predict.trainer(str(tmp_path / "single")).predict(ddp_predict.data())
+    for name, output in single.items():
+        np.testing.assert_allclose(arrays[f"{name}_predictions"], output.predictions, atol=1e-5)
+        np.testing.assert_array_equal(arrays[f"{name}_label_ids"], output.label_ids)
+        for key, value in output.metrics.items():
+            # the loss is transformers' mean of per-batch means, and the batches differ between the runs
+            assert metrics[key] == pytest.approx(value, rel=1e-2 if key.endswith("_loss") else 1e-6), key
+    assert arrays["ner_predictions"].shape == (10, len(ddp_predict.LONG_WORDS), 5)
+    assert arrays["ner_label_ids"][4].tolist() == [
+        {"O": 0, "B-PER": 1, "I-PER": 2}[t] for t in ddp_predict.LONG_TAGS
+    ]
