@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from transformers.trainer_utils import PredictionOutput
 
 from .modeling_multitask import IGNORE_INDEX
@@ -35,6 +36,15 @@ def restore_order(value: Any, order: Sequence[int]) -> Any:
     dataset order."""
     inverse = np.argsort(np.asarray(order), kind="stable")
     return nested_map(lambda a: np.asarray(a)[inverse], value)
+
+
+def rows_in_order(example_index: np.ndarray) -> tuple[np.ndarray, int]:
+    """One output row per distinct example, in the order examples first appear: each prepared row's output
+    row, and the number of rows (a sentence's windows share one)."""
+    _, first, inverse = np.unique(np.asarray(example_index), return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return rank[inverse.reshape(-1)], len(first)
 
 
 def to_examples(value: Any, row_of: np.ndarray, num_rows: int) -> Any:
@@ -60,10 +70,29 @@ def word_index_from_labels(label_ids: np.ndarray) -> list[np.ndarray]:
     return out
 
 
+def _word_positions(word_index: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(prepared row, token position, word) of every position that predicts a word. Reads an Arrow list
+    column (what `Dataset.with_format("arrow")[column]` gives) without a Python loop over rows."""
+    if isinstance(word_index, pa.ChunkedArray):
+        word_index = word_index.combine_chunks() if word_index.num_chunks else pa.array([], pa.list_(pa.int32()))
+    if isinstance(word_index, (pa.ListArray, pa.LargeListArray)):
+        rows = word_index.value_parent_indices().to_numpy().astype(np.int64)
+        words = word_index.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+        offsets = word_index.offsets.to_numpy().astype(np.int64)
+        positions = np.arange(len(words), dtype=np.int64) - (offsets[rows] - offsets[0])
+    else:
+        index_rows = [np.asarray(index, dtype=np.int64) for index in word_index]
+        rows = np.repeat(np.arange(len(index_rows), dtype=np.int64), [len(index) for index in index_rows])
+        positions = np.concatenate([np.arange(len(index)) for index in index_rows] or [np.zeros(0)]).astype(np.int64)
+        words = np.concatenate(index_rows or [np.zeros(0)]).astype(np.int64)
+    found = words >= 0
+    return rows[found], positions[found], words[found]
+
+
 def merge_windows(
     predictions: np.ndarray,
     label_ids: np.ndarray | None,
-    word_index: Sequence[Sequence[int]],
+    word_index: Sequence[Sequence[int]] | pa.Array | pa.ChunkedArray,
     row_of: np.ndarray,
     num_rows: int,
     num_words: int = 0,
@@ -74,8 +103,8 @@ def merge_windows(
         predictions: `(prepared_rows, tokens, ...)` (logits, or whatever `preprocess_logits_for_metrics`
             made of them), rows in dataset order.
         label_ids: `(prepared_rows, tokens)` or None.
-        word_index: per prepared row and token, the sentence's word that token predicts (-1: none). Each word
-            is predicted by exactly one token of one window.
+        word_index: per prepared row and token, the sentence's word that token predicts (-1: none), as lists
+            or an Arrow list column. Each word is predicted by exactly one token of one window.
         row_of: per prepared row, its sentence's output row.
         num_rows: number of output rows.
         num_words: the output has at least this many word positions.
@@ -86,16 +115,7 @@ def merge_windows(
         sub-word token (it then has no prediction).
     """
     predictions = np.asarray(predictions)
-    rows, positions, words = [], [], []
-    for r, index in enumerate(word_index):
-        index = np.asarray(index)
-        found = np.flatnonzero(index >= 0)
-        rows.append(np.full(len(found), r))
-        positions.append(found)
-        words.append(index[found])
-    rows_flat = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, dtype=np.int64)
-    positions_flat = np.concatenate(positions).astype(np.int64) if positions else np.zeros(0, dtype=np.int64)
-    words_flat = np.concatenate(words).astype(np.int64) if words else np.zeros(0, dtype=np.int64)
+    rows_flat, positions_flat, words_flat = _word_positions(word_index)
     width = max(int(num_words), int(words_flat.max()) + 1 if len(words_flat) else 0)
     targets = np.asarray(row_of, dtype=np.int64)[rows_flat]
 
@@ -148,6 +168,7 @@ __all__ = [
     "merge_windows",
     "nested_map",
     "restore_order",
+    "rows_in_order",
     "to_examples",
     "word_index_from_labels",
 ]

@@ -55,6 +55,7 @@ from .evaluation import (
     merge_windows,
     nested_map,
     restore_order,
+    rows_in_order,
     to_examples,
     word_index_from_labels,
 )
@@ -293,9 +294,11 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         return self.accelerator.prepare(loader)
 
     @staticmethod
-    def _eval_sampler(task_name: str, dataset: Dataset) -> _SortedIndexSampler:
-        wrapped = MultiTaskDataset({task_name: dataset})
-        return _SortedIndexSampler(wrapped.lengths()[task_name], len(wrapped))
+    def _eval_sampler(dataset: Dataset) -> _SortedIndexSampler:
+        lengths = None
+        if "length" in (getattr(dataset, "column_names", None) or []):
+            lengths = dataset.with_format("arrow")["length"].to_numpy()  # one columnar read, not row by row
+        return _SortedIndexSampler(lengths, len(dataset))
 
     def get_task_eval_dataloader(self, task_name: str, dataset: Dataset) -> DataLoader:
         """Evaluation batches of one task, longest first. Results are put back in input order assuming this
@@ -303,7 +306,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         loader = DataLoader(
             MultiTaskDataset({task_name: dataset}),
             batch_size=self.args.eval_batch_size,
-            sampler=self._eval_sampler(task_name, dataset),
+            sampler=self._eval_sampler(dataset),
             **self._loader_params(),
         )
         return self.accelerator.prepare(loader)
@@ -601,9 +604,10 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             runtime figures as `evaluate()` names them. For a single dataset: that task's `PredictionOutput`,
             its `metrics` being those merged metrics.
 
-            Rows are in input order, one per raw row: sequence tasks give `(rows, num_labels)` logits, token
-            tasks `(sentences, max_words, num_labels)` logits with position `w` = word `w` of the sentence
-            (a long sentence's windows merged). Rows skipped in preprocessing (empty text, logged with their
+            Rows are in input order, one per raw row (for prepared data: one per example, in the order its
+            rows come): sequence tasks give `(rows, num_labels)` logits, token tasks `(sentences, max_words,
+            num_labels)` logits with position `w` = word `w` of the sentence (a long sentence's windows
+            merged). Rows skipped in preprocessing (empty text, logged with their
             row numbers) and positions past a sentence's end hold -100, as do words without any sub-word
             token. `label_ids` has the same layout, or is None (and there are no metrics) for data without
             the task's label column.
@@ -732,21 +736,27 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         shape: tuple[int, int] | None,
     ) -> tuple[Any, np.ndarray | None, np.ndarray]:
         """The evaluation loop's arrays (prepared rows, longest first; tokens of each window) in the raw data's
-        shape: one row per raw example in input order, for token tasks one position per word.
+        shape: one row per example, for token tasks one position per word.
 
-        `shape` is `(raw rows, longest raw sentence in words)` when the raw data is known (prediction), so
-        skipped rows at the end still get their row. Returns predictions, label ids and the rows that were
-        scored (not skipped in preprocessing)."""
-        order = self._eval_sampler(task.name, dataset).order
+        `shape` is `(raw rows, longest raw sentence in words)` when the trainer prepared the raw data itself
+        (prediction): rows then line up with the raw rows, skipped ones included. Otherwise there is one row
+        per example of the prepared data, in the order they come. Returns predictions, label ids and the rows
+        that were scored (not skipped in preprocessing)."""
+        order = self._eval_sampler(dataset).order
         predictions = restore_order(predictions, order)
         label_ids = restore_order(label_ids, order) if label_ids is not None else None
         columns = dataset.column_names
+        arrow = dataset.with_format("arrow")  # the bookkeeping columns as arrays, without a row-by-row read
         if EXAMPLE_INDEX_COLUMN in columns:
-            row_of = np.asarray(dataset[EXAMPLE_INDEX_COLUMN], dtype=np.int64)
+            example_index = arrow[EXAMPLE_INDEX_COLUMN].to_numpy().astype(np.int64)
         else:  # prepared outside hf_mtl: one row per example
-            row_of = np.arange(len(dataset), dtype=np.int64)
-        num_rows, num_words = shape if shape is not None else (int(row_of.max()) + 1 if len(row_of) else 0, 0)
-        scored = np.unique(row_of)
+            example_index = np.arange(len(dataset), dtype=np.int64)
+        if shape is not None:
+            row_of, (num_rows, num_words) = example_index, shape
+            scored = np.unique(example_index)
+        else:
+            row_of, num_rows = rows_in_order(example_index)
+            num_words, scored = 0, np.arange(num_rows)
         if not isinstance(task, TokenClassificationTask):
             predictions = to_examples(predictions, row_of, num_rows)
             label_ids = to_examples(label_ids, row_of, num_rows) if label_ids is not None else None
@@ -758,7 +768,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
                 "alone. Pass ignore_keys=['hidden_states', 'attentions'] or turn those outputs off."
             )
         if WORD_INDEX_COLUMN in columns:
-            word_index = dataset[WORD_INDEX_COLUMN]
+            word_index = arrow[WORD_INDEX_COLUMN]
         elif label_ids is not None:
             word_index = word_index_from_labels(label_ids)
         else:

@@ -223,6 +223,10 @@ def test_predict_unlabelled_and_prepared_data(tmp_path, three_tasks, tokenizer):
         for name in data:
             np.testing.assert_allclose(again[name].predictions, labelled[name].predictions, atol=1e-5)
             np.testing.assert_array_equal(again[name].label_ids, labelled[name].label_ids)
+    # a reordered subset of prepared rows: one output row per example, in the order given
+    subset = trainer.predict({name: ds.select([4, 2, 0]) for name, ds in prepared.items()})
+    for name in data:
+        np.testing.assert_allclose(subset[name].predictions, labelled[name].predictions[[4, 2, 0]], atol=1e-5)
 
 
 def test_predict_a_single_dataset(tmp_path, three_tasks, tokenizer):
