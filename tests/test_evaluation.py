@@ -322,6 +322,26 @@ def test_compute_metrics_with_task_name_and_the_dict_form(tmp_path, three_tasks,
     assert metrics["eval_average"] == pytest.approx(expected)
 
 
+def test_preprocess_logits_for_metrics_output_is_regrouped_by_word(tmp_path, tokenizer):
+    """The HF habit of shrinking logits to ids per batch still works: ids come back one per word."""
+    data = {"ner": Dataset.from_dict({"tokens": [LONG_WORDS, ["John", "ran"]], "tags": [LONG_TAGS, ["B-PER", "O"]]})}
+    seen = []
+
+    def accuracy(prediction):
+        seen.append(prediction)
+        keep = prediction.label_ids != IGNORE_INDEX
+        return {"word_accuracy": float((prediction.predictions[keep] == prediction.label_ids[keep]).mean())}
+
+    trainer = _trainer(tmp_path, [NER], tokenizer, compute_metrics=accuracy, arg_overrides={"max_length": 10},
+                       preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1))
+    metrics = trainer.evaluate(data)
+    (prediction,) = seen
+    assert prediction.predictions.shape == prediction.label_ids.shape == (2, len(LONG_WORDS))
+    ids = trainer.predict(data["ner"]).predictions  # predict() applies the hook too
+    assert ids.shape == (2, len(LONG_WORDS)) and ids.dtype.kind == "i"
+    assert 0.0 <= metrics["eval_ner_word_accuracy"] <= 1.0
+
+
 @pytest.mark.parametrize(
     "overrides,message",
     [
