@@ -9,6 +9,7 @@ from transformers import AutoConfig, AutoModel
 
 from .collator import MultiTaskDataCollator
 from .configuration_multitask import MultiTaskConfig
+from .evaluation import MultiTaskPredictionOutput
 from .metrics import compute_task_metrics
 from .modeling_multitask import (
     MultiTaskForSequenceClassification,
@@ -50,6 +51,7 @@ __all__ = [
     "MultiTaskModel",
     "MultiTaskModelOutput",
     "MultiTaskPipeline",
+    "MultiTaskPredictionOutput",
     "MultiTaskTaskView",
     "MultiTaskTrainer",
     "MultiTaskTrainingArguments",

@@ -6,6 +6,8 @@ Label values are checked here, so a bad row fails before any training with the t
 the ids of a `datasets.ClassLabel` column are read through the column's own names. The rules that training,
 evaluation and prediction share live here too: the tokenization length (`effective_max_length`) and how a
 text pair is encoded (`effective_text_pair`, `tokenize_texts`).
+Evaluation and prediction data also record where each row came from (`example_index`, and `word_index` for
+token tasks), so results can be put back together one row per raw example and one position per word.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ logger = logging.getLogger(__name__)
 
 MODEL_INPUT_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
 PREPARED_COLUMNS = (*MODEL_INPUT_COLUMNS, "labels", "length")
+#: evaluation/prediction data only: the raw row a prepared row comes from (a long NER sentence gives several)
+EXAMPLE_INDEX_COLUMN = "example_index"
+#: evaluation/prediction data of token tasks only: per token, the word of the raw sentence this position
+#: predicts (the word's first sub-word, in the one window that scores it), -1 elsewhere
+WORD_INDEX_COLUMN = "word_index"
 #: default number of overlapping tokens between the windows a long NER sentence is split into
 DEFAULT_STRIDE = 32
 
@@ -99,8 +106,14 @@ def is_prepared(dataset: Dataset) -> bool:
     return "input_ids" in dataset.column_names and "labels" in dataset.column_names
 
 
-def _check_columns(task: Task, dataset: Dataset, split: str) -> None:
-    missing = [c for c in task.input_columns if c not in dataset.column_names]
+def label_column(task: Task) -> str:
+    """The raw column holding a task's targets."""
+    return task.tags_column if isinstance(task, TokenClassificationTask) else task.label_column
+
+
+def _check_columns(task: Task, dataset: Dataset, split: str, require_labels: bool = True) -> None:
+    optional = set() if require_labels else {label_column(task)}
+    missing = [c for c in task.input_columns if c not in dataset.column_names and c not in optional]
     if missing:
         raise ValueError(
             f"Task {task.name!r} ({split}): column(s) {missing} not found; the dataset has columns "
@@ -257,7 +270,15 @@ def tokenize_texts(
     return out
 
 
-def _prepare_sequence(task: SequenceClassificationTask, dataset: Dataset, tokenizer: Any, max_length: int, split: str):
+def _prepare_sequence(
+    task: SequenceClassificationTask,
+    dataset: Dataset,
+    tokenizer: Any,
+    max_length: int,
+    split: str,
+    for_training: bool,
+    with_labels: bool,
+):
     truncated = 0
     skipped: list[int] = []
     labels = _LabelEncoder(task, split, task.label_column, dataset.features.get(task.label_column))
@@ -276,7 +297,7 @@ def _prepare_sequence(task: SequenceClassificationTask, dataset: Dataset, tokeni
             rows = [rows[i] for i in keep]
             texts = batch[task.text_column]
             if not texts:
-                return _no_rows(tokenizer)
+                return _no_rows(features)
         pairs = batch[task.text_pair_column] if task.text_pair_column else None
         encoded = tokenize_texts(tokenizer, texts, pairs, truncation=True, max_length=max_length)
         # Only rows that hit the limit can have been cut: re-measure those without truncation.
@@ -287,17 +308,23 @@ def _prepare_sequence(task: SequenceClassificationTask, dataset: Dataset, tokeni
             )
             truncated += sum(len(ids) > max_length for ids in again["input_ids"])
         out = {k: encoded[k] for k in MODEL_INPUT_COLUMNS if k in encoded}
-        out["labels"] = _sequence_targets(task, labels, batch[task.label_column], rows, split)
+        if with_labels:
+            out["labels"] = _sequence_targets(task, labels, batch[task.label_column], rows, split)
         out["length"] = [len(ids) for ids in encoded["input_ids"]]
+        if not for_training:
+            out[EXAMPLE_INDEX_COLUMN] = list(rows)
         return out
 
-    if task.problem_type == SINGLE_LABEL:
+    if not with_labels:
+        label_feature = None
+    elif task.problem_type == SINGLE_LABEL:
         label_feature = Value("int64")
     elif task.problem_type == MULTI_LABEL or task.num_labels > 1:
         label_feature = SequenceFeature(Value("float32"))
     else:
         label_feature = Value("float32")
-    prepared = _map(dataset, encode, tokenizer, label_feature, task, split)
+    features = _features(tokenizer, label_feature, {EXAMPLE_INDEX_COLUMN: Value("int64")} if not for_training else {})
+    prepared = _map(dataset, encode, features, task, split)
     _report_skipped(task, split, len(dataset), len(prepared), skipped, "empty or whitespace-only text")
     if truncated:
         logger.warning(
@@ -337,6 +364,7 @@ def _prepare_tokens(
     split: str,
     for_training: bool,
     stride: int,
+    with_labels: bool,
 ):
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(
@@ -351,7 +379,8 @@ def _prepare_tokens(
     skipped: list[int] = []
 
     def encode(batch: dict[str, list], rows: list[int]) -> dict[str, list]:
-        tokens_batch, tags_batch = batch[task.tokens_column], batch[task.tags_column]
+        tokens_batch = batch[task.tokens_column]
+        tags_batch = batch[task.tags_column] if with_labels else [None] * len(tokens_batch)
         tag_arrays = []
         empty = [i for i, tokens in enumerate(tokens_batch) if isinstance(tokens, (list, tuple)) and not tokens]
         if empty:  # a sentence without words has nothing to tag
@@ -361,13 +390,15 @@ def _prepare_tokens(
             tokens_batch, tags_batch = [tokens_batch[i] for i in kept], [tags_batch[i] for i in kept]
             rows = [rows[i] for i in kept]
             if not rows:
-                return _no_rows(tokenizer)
+                return _no_rows(features)
         for tokens, tags, row in zip(tokens_batch, tags_batch, rows):
             if not isinstance(tokens, (list, tuple)) or not all(isinstance(t, str) for t in tokens):
                 raise ValueError(
                     f"Task {task.name!r}, split {split!r}, row {row}: column {task.tokens_column!r} must be a list "
                     f"of word strings, got {tokens!r}."
                 )
+            if not with_labels:
+                continue
             if not isinstance(tags, (list, tuple)) or len(tags) != len(tokens):
                 raise ValueError(
                     f"Task {task.name!r}, split {split!r}, row {row}: {len(tokens)} words in "
@@ -386,13 +417,14 @@ def _prepare_tokens(
         sample_map = encoded.pop("overflow_to_sample_mapping")
         out: dict[str, list] = {k: encoded[k] for k in MODEL_INPUT_COLUMNS if k in encoded}
         labels: list[list[int]] = [None] * len(sample_map)  # type: ignore[list-item]
+        word_index: list[list[int]] = [None] * len(sample_map)  # type: ignore[list-item]
         # Group the windows of each sentence (consecutive in the output).
         start = 0
         while start < len(sample_map):
             end = start
             while end < len(sample_map) and sample_map[end] == sample_map[start]:
                 end += 1
-            tags = tag_arrays[sample_map[start]]
+            num_words = len(tokens_batch[sample_map[start]])
             wids = [np.asarray([-1 if w is None else w for w in encoded.word_ids(i)]) for i in range(start, end)]
             firsts = []
             for ids in wids:
@@ -402,7 +434,12 @@ def _prepare_tokens(
             if end - start > 1:
                 stats["windowed"] += 1
             covered = set()
+            tags = tag_arrays[sample_map[start]] if with_labels else None
             for k, (ids, first, keep) in enumerate(zip(wids, firsts, keeps)):
+                word_index[start + k] = np.where(keep, ids, -1).tolist()
+                covered.update(ids[keep].tolist())
+                if tags is None:
+                    continue
                 safe = np.where(ids >= 0, ids, 0)
                 lab = np.where(keep, tags[safe], IGNORE_INDEX)
                 if all_subwords:
@@ -414,14 +451,19 @@ def _prepare_tokens(
                     cont = inside & np.isin(ids, list(word_owned))
                     lab = np.where(cont, continuation[tags[safe]], lab)
                 labels[start + k] = lab.tolist()
-                covered.update(ids[keep].tolist())
-            stats["unlabelled_words"] += len(tags) - len(covered)
+            stats["unlabelled_words"] += num_words - len(covered)
             start = end
-        out["labels"] = labels
+        if with_labels:
+            out["labels"] = labels
         out["length"] = [len(ids) for ids in out["input_ids"]]
+        if not for_training:  # lets evaluation score whole sentences, one prediction per word
+            out[EXAMPLE_INDEX_COLUMN] = [rows[i] for i in sample_map]
+            out[WORD_INDEX_COLUMN] = word_index
         return out
 
-    prepared = _map(dataset, encode, tokenizer, SequenceFeature(Value("int64")), task, split)
+    extra = {} if for_training else {EXAMPLE_INDEX_COLUMN: Value("int64"), WORD_INDEX_COLUMN: SequenceFeature(Value("int32"))}
+    features = _features(tokenizer, SequenceFeature(Value("int64")) if with_labels else None, extra)
+    prepared = _map(dataset, encode, features, task, split)
     _report_skipped(task, split, len(dataset), len(prepared), skipped, "an empty word list")
     if stats["windowed"]:
         logger.warning(
@@ -442,9 +484,20 @@ def _input_columns(tokenizer: Any) -> list[str]:
     return [k for k in MODEL_INPUT_COLUMNS if k in probe]
 
 
-def _no_rows(tokenizer: Any) -> dict[str, list]:
+def _features(tokenizer: Any, label_feature: Any, extra: Mapping[str, Any]) -> Features:
+    """The prepared columns: model inputs, `labels` (unless `label_feature` is None: unlabelled prediction
+    data), `length` and the `extra` bookkeeping columns."""
+    features = {k: SequenceFeature(Value("int8" if k != "input_ids" else "int32")) for k in _input_columns(tokenizer)}
+    if label_feature is not None:
+        features["labels"] = label_feature
+    features["length"] = Value("int32")
+    features.update(extra)
+    return Features(features)
+
+
+def _no_rows(features: Features) -> dict[str, list]:
     """The output of a batch whose rows were all skipped."""
-    return {**{k: [] for k in _input_columns(tokenizer)}, "labels": [], "length": []}
+    return {k: [] for k in features}
 
 
 def _report_skipped(task: Task, split: str, total: int, left: int, skipped: list[int], reason: str) -> None:
@@ -460,17 +513,14 @@ def _report_skipped(task: Task, split: str, total: int, left: int, skipped: list
     logger.warning(f"Task {task.name!r} ({split}): skipped {len(skipped)} of {total} rows with {reason} (rows {shown}).")
 
 
-def _map(dataset: Dataset, fn, tokenizer: Any, label_feature, task: Task, split: str) -> Dataset:
-    features = {k: SequenceFeature(Value("int8" if k != "input_ids" else "int32")) for k in _input_columns(tokenizer)}
-    features["labels"] = label_feature
-    features["length"] = Value("int32")
+def _map(dataset: Dataset, fn, features: Features, task: Task, split: str) -> Dataset:
     return dataset.map(
         fn,
         batched=True,
         batch_size=1000,
         with_indices=True,
         remove_columns=dataset.column_names,
-        features=Features(features),
+        features=features,
         desc=f"Tokenizing {task.name} ({split})",
     )
 
@@ -485,18 +535,20 @@ def prepare_dataset(
     for_training: bool | None = None,
     stride: int = DEFAULT_STRIDE,
     model_config: Any = None,
+    require_labels: bool = True,
 ) -> Dataset:
     """Tokenize one task's raw dataset and encode/align its labels (see `prepare_datasets`)."""
-    if is_prepared(dataset):
+    if is_prepared(dataset) or (not require_labels and "input_ids" in dataset.column_names):
         return dataset
-    _check_columns(task, dataset, split)
+    _check_columns(task, dataset, split, require_labels)
+    with_labels = label_column(task) in dataset.column_names
     max_length = effective_max_length(tokenizer, max_length, model_config)
     if for_training is None:
         for_training = split == "train"
     if isinstance(task, TokenClassificationTask):
-        return _prepare_tokens(task, dataset, tokenizer, max_length, split, for_training, stride)
+        return _prepare_tokens(task, dataset, tokenizer, max_length, split, for_training, stride, with_labels)
     if isinstance(task, SequenceClassificationTask):
-        return _prepare_sequence(task, dataset, tokenizer, max_length, split)
+        return _prepare_sequence(task, dataset, tokenizer, max_length, split, for_training, with_labels)
     raise TypeError(f"Unsupported task spec {type(task).__name__} for task {task.name!r}.")
 
 
@@ -509,6 +561,7 @@ def prepare_datasets(
     max_length: int | None = None,
     for_training: bool | None = None,
     stride: int = DEFAULT_STRIDE,
+    require_labels: bool = True,
 ) -> dict[str, Dataset]:
     """Turn raw per-task datasets into model inputs.
 
@@ -527,9 +580,15 @@ def prepare_datasets(
         for_training: with `label_all_subwords=True`, label every sub-word (training) or only the first
             (evaluation, one prediction per word). Defaults to `split == "train"`.
         stride: overlap in tokens between the windows of a long NER sentence.
+        require_labels: with False (prediction), a dataset without its task's label column is prepared
+            without `labels`; a dataset that has the column still gets them.
 
     Returns:
         task name -> dataset with `input_ids`, `attention_mask` (`token_type_ids`), `labels`, `length`.
+        Evaluation and prediction data (`for_training` false) also get `example_index` (the raw row each
+        prepared row comes from) and, for token tasks, `word_index` (per token, the raw word it predicts, -1
+        elsewhere): `MultiTaskTrainer` uses them to score and return one row per raw example, one position per
+        word. The model and collator ignore them.
     """
     model_config = None
     if not isinstance(tasks, Sequence):
@@ -553,6 +612,7 @@ def prepare_datasets(
             for_training=for_training,
             stride=stride,
             model_config=model_config,
+            require_labels=require_labels,
         )
         for name, dataset in datasets.items()
     }
@@ -560,11 +620,14 @@ def prepare_datasets(
 
 __all__ = [
     "DEFAULT_STRIDE",
+    "EXAMPLE_INDEX_COLUMN",
+    "WORD_INDEX_COLUMN",
     "class_label_names",
     "effective_max_length",
     "effective_text_pair",
     "encoder_max_length",
     "is_prepared",
+    "label_column",
     "prepare_dataset",
     "prepare_datasets",
     "tokenize_texts",

@@ -3,11 +3,14 @@
 What it adds to the plain Trainer, and nothing more:
 - datasets are dicts keyed by task name; raw ones are tokenized and label-aligned (`prepare_datasets`);
 - training batches come from `MultiTaskBatchSampler` (one task per batch), wired in `get_train_dataloader`;
-- each batch's loss is its head's per-batch mean times the task's weight; logs carry each task's
+- each training batch's loss is its head's per-batch mean times the task's weight; logs carry each task's
   running loss as `<task>_loss`;
 - `evaluate()` scores every task with its own metrics (`eval_<task>_<metric>`) and adds `eval_average`
-  (mean of the tasks' main metrics) and `eval_loss` (mean of their losses), so
-  `metric_for_best_model="average"` works with `load_best_model_at_end`;
+  (mean of the tasks' main metrics) and `eval_loss` (mean of their unweighted losses), so
+  `metric_for_best_model="average"` works with `load_best_model_at_end`; metrics see one row per raw
+  example in input order, and for token tasks one position per word of the whole sentence (the windows of
+  a long sentence merged, `hf_mtl.evaluation`);
+- `predict()` returns the same arrays per task (`MultiTaskPredictionOutput`), for labelled or unlabelled data;
 - under DDP, heads a step does not use join the graph cheaply instead of DDP's unused-parameter scan, and
   their zero gradients are dropped before the optimizer step (docs/distributed.md); a launcher that starts
   several processes which do not form one group (CPU without `use_cpu=True`) is an error;
@@ -18,6 +21,8 @@ What it adds to the plain Trainer, and nothing more:
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import math
 import os
@@ -34,16 +39,32 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalPrediction, speed_metrics
+from transformers.trainer_utils import (
+    PREFIX_CHECKPOINT_DIR,
+    EvalPrediction,
+    PredictionOutput,
+    denumpify_detensorize,
+    speed_metrics,
+)
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME, logging
 
 from .collator import MultiTaskDataCollator
+from .evaluation import (
+    PAD,
+    MultiTaskPredictionOutput,
+    merge_windows,
+    nested_map,
+    restore_order,
+    rows_in_order,
+    to_examples,
+    word_index_from_labels,
+)
 from .hub import MultiTaskHubMixin
 from .metrics import compute_task_metrics
 from .modeling_multitask import MultiTaskModel
-from .preprocessing import effective_max_length, prepare_datasets
+from .preprocessing import EXAMPLE_INDEX_COLUMN, WORD_INDEX_COLUMN, effective_max_length, prepare_datasets
 from .sampling import MultiTaskBatchSampler, MultiTaskDataset
-from .tasks import Task, tasks_from_config
+from .tasks import Task, TokenClassificationTask, tasks_from_config
 from .training_args import MultiTaskTrainingArguments
 
 logger = logging.get_logger(__name__)
@@ -63,7 +84,8 @@ _ARG_DEFAULTS = {
 
 
 class _SortedIndexSampler(torch.utils.data.Sampler[int]):
-    """Evaluation order: longest first, so batches hold similar lengths (metrics do not depend on order)."""
+    """Evaluation order: longest first, so batches hold similar lengths (results are put back in input
+    order afterwards with `order`)."""
 
     def __init__(self, lengths: list[int] | None, size: int):
         self.order = list(np.argsort(-np.asarray(lengths), kind="stable")) if lengths is not None else list(range(size))
@@ -101,8 +123,13 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             columns named by each task spec) are tokenized here; prepared ones (`input_ids`, `labels`) are
             used as is. A key that is not a task of the model is an error.
         processing_class: the encoder's tokenizer (loaded from the model's base encoder when omitted).
-        compute_metrics: optional dict task name -> `fn(EvalPrediction) -> dict` replacing that task's
-            built-in metrics (its headline metric for `eval_average` is then the first key returned).
+        compute_metrics: replaces the built-in metrics: either one function `fn(EvalPrediction) -> dict`,
+            called once per task, or a dict task name -> such a function (tasks not in it keep their built-in
+            metrics). A function with a `task_name` parameter also gets the task's name. It sees that task's
+            predictions in input order, one row per raw example; for token tasks `(sentences, words,
+            num_labels)` logits and `(sentences, words)` label ids, one position per word (-100 padding).
+            Its keys are reported as `eval_<task>_<key>`, and its first key is the task's headline metric for
+            `eval_average`.
         Everything else is passed to `transformers.Trainer`.
     """
 
@@ -114,7 +141,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         train_dataset: Mapping[str, Dataset] | None = None,
         eval_dataset: Mapping[str, Dataset] | None = None,
         processing_class: Any = None,
-        compute_metrics: Mapping[str, Callable[[EvalPrediction], dict]] | None = None,
+        compute_metrics: Callable[..., dict] | Mapping[str, Callable[..., dict]] | None = None,
         **kwargs: Any,
     ):
         if model is None:
@@ -127,14 +154,22 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         for name, default in _ARG_DEFAULTS.items():
             if not hasattr(args, name):
                 setattr(args, name, default)
-        if compute_metrics is not None and not isinstance(compute_metrics, Mapping):
-            raise TypeError(
-                "compute_metrics must be a dict of task name -> function; each task already has built-in metrics."
-            )
         self.tasks: list[Task] = tasks_from_config(config)
         self.task_by_name = {t.name: t for t in self.tasks}
-        self.task_metric_fns = dict(compute_metrics or {})
-        self._check_keys(self.task_metric_fns, "compute_metrics")
+        if compute_metrics is None or isinstance(compute_metrics, Mapping):
+            self.task_metric_fns = dict(compute_metrics or {})
+            self._check_keys(self.task_metric_fns, "compute_metrics")
+        elif callable(compute_metrics):
+            self.task_metric_fns = {t.name: compute_metrics for t in self.tasks}
+        else:
+            raise TypeError(
+                "compute_metrics must be a function fn(EvalPrediction) -> dict (called for every task) or a dict "
+                f"task name -> function; got {type(compute_metrics).__name__}."
+            )
+        for name, fn in self.task_metric_fns.items():
+            if not callable(fn):
+                raise TypeError(f"compute_metrics[{name!r}] must be a function, got {type(fn).__name__}.")
+        self._check_evaluation_args(args)
         if processing_class is None:
             processing_class = self._default_tokenizer(model)
         self.tokenizer_max_length = effective_max_length(processing_class, args.max_length, config)
@@ -166,7 +201,25 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         self._heads_used = torch.zeros(len(self.tasks), dtype=torch.float32)
         self._train_batch_sampler: MultiTaskBatchSampler | None = None
         self._resume_state: dict[str, Any] | None = None
+        # False while `prediction_step` runs: evaluation reports the heads' own losses
+        self._weigh_losses = True
         self.add_callback(_MultiTaskStateCallback(self))
+
+    @staticmethod
+    def _check_evaluation_args(args: TrainingArguments) -> None:
+        """Evaluation options that cannot work when metrics need every window of a sentence at once."""
+        unsupported = []
+        if getattr(args, "batch_eval_metrics", False):
+            unsupported.append("batch_eval_metrics=True (metrics are computed once per task, on whole sentences)")
+        if not getattr(args, "eval_do_concat_batches", True):
+            unsupported.append("eval_do_concat_batches=False (predictions are regrouped by raw example)")
+        if getattr(args, "include_for_metrics", None):
+            unsupported.append(
+                f"include_for_metrics={list(args.include_for_metrics)} (metric functions get word-level "
+                "predictions and label ids; token-level inputs and per-batch losses do not line up with them)"
+            )
+        if unsupported:
+            raise ValueError("MultiTaskTrainer does not support " + "; ".join(unsupported) + ".")
 
     # ------------------------------------------------------------------ data
     def _check_keys(self, mapping: Mapping[str, Any], what: str) -> None:
@@ -181,7 +234,9 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             raise ValueError("Pass processing_class=<the encoder's tokenizer>; the model does not record its source.")
         return AutoTokenizer.from_pretrained(source)
 
-    def _prepare(self, datasets: Mapping[str, Dataset], split: str, tokenizer: Any) -> dict[str, Dataset]:
+    def _prepare(
+        self, datasets: Mapping[str, Dataset], split: str, tokenizer: Any, require_labels: bool = True
+    ) -> dict[str, Dataset]:
         if not isinstance(datasets, Mapping):
             raise TypeError(
                 f"The {split} dataset must be a DatasetDict or dict keyed by task name "
@@ -197,8 +252,9 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             ordered,
             self.tasks,
             tokenizer,
-            split="train" if split == "train" else "validation",
+            split={"train": "train", "eval": "validation"}.get(split, split),
             max_length=self.tokenizer_max_length,
+            require_labels=require_labels,
         )
 
     def make_batch_sampler(self, dataset: MultiTaskDataset) -> MultiTaskBatchSampler:
@@ -237,14 +293,20 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         loader = DataLoader(self.train_dataset, batch_sampler=sampler, **self._loader_params())
         return self.accelerator.prepare(loader)
 
+    @staticmethod
+    def _eval_sampler(dataset: Dataset) -> _SortedIndexSampler:
+        lengths = None
+        if "length" in (getattr(dataset, "column_names", None) or []):
+            lengths = dataset.with_format("arrow")["length"].to_numpy()  # one columnar read, not row by row
+        return _SortedIndexSampler(lengths, len(dataset))
+
     def get_task_eval_dataloader(self, task_name: str, dataset: Dataset) -> DataLoader:
-        """Evaluation batches of one task, longest first."""
-        wrapped = MultiTaskDataset({task_name: dataset})
-        lengths = wrapped.lengths()[task_name]
+        """Evaluation batches of one task, longest first. Results are put back in input order assuming this
+        order (`_eval_sampler`): an override must keep it."""
         loader = DataLoader(
-            wrapped,
+            MultiTaskDataset({task_name: dataset}),
             batch_size=self.args.eval_batch_size,
-            sampler=_SortedIndexSampler(lengths, len(wrapped)),
+            sampler=self._eval_sampler(dataset),
             **self._loader_params(),
         )
         return self.accelerator.prepare(loader)
@@ -257,7 +319,8 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         return_outputs: bool = False,
         num_items_in_batch: Any = None,
     ):
-        """The batch's head loss (a per-batch mean) times its task weight."""
+        """The batch's head loss (a per-batch mean) times its task weight. Evaluation and prediction losses
+        are the head's own (`prediction_step`): weights steer training, they do not change what is measured."""
         inputs = dict(inputs)
         task_name = inputs.pop("task_name", None)
         if task_name is None:
@@ -273,7 +336,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             self._task_loss[index, 0] += loss.detach().float()
             self._task_loss[index, 1] += 1
             self._heads_used[index] += 1
-        weight = self.task_weights.get(task_name, 1.0)
+        weight = self.task_weights.get(task_name, 1.0) if self._weigh_losses else 1.0
         if weight != 1.0:
             loss = loss * weight
         if model.training and self._touches_unused_heads(model):
@@ -492,7 +555,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             )
         super()._load_from_checkpoint(resume_from_checkpoint, model)
 
-    # ------------------------------------------------------------------ evaluation
+    # ------------------------------------------------------------------ evaluation and prediction
     def evaluate(
         self,
         eval_dataset: Mapping[str, Dataset] | None = None,
@@ -501,9 +564,10 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
     ) -> dict[str, float]:
         """Evaluate every task with its own metrics.
 
-        Returns `<prefix>_<task>_<metric>` for every task and metric, `<prefix>_<task>_loss`,
-        `<prefix>_average` (mean of the tasks' main metrics), `<prefix>_loss` (mean of the task losses),
-        and runtime figures.
+        Returns `<prefix>_<task>_<metric>` for every task and metric, `<prefix>_<task>_loss` (the head's own
+        loss: `task_weights` apply to training only), `<prefix>_average` (mean of the tasks' main metrics),
+        `<prefix>_loss` (mean of the task losses), and runtime figures. Metrics are computed on one row per
+        raw example; a long NER sentence split into windows is scored once, as the whole sentence.
         """
         if eval_dataset is not None:
             datasets = self._prepare(eval_dataset, "eval", self.processing_class)
@@ -513,52 +577,220 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             raise ValueError("MultiTaskTrainer: evaluation requires an eval_dataset (dict keyed by task name).")
         self._memory_tracker.start()
         start_time = time.time()
-        metrics: dict[str, float] = {}
-        num_samples = 0
-        main_names: dict[str, str] = {}
-        saved_compute_metrics = self.compute_metrics
-        try:
-            for name, dataset in datasets.items():
-                task = self.task_by_name[name]
-                custom = self.task_metric_fns.get(name)
-                self.compute_metrics = custom or self._builtin_metrics(task)
-                output = self.evaluation_loop(
-                    self.get_task_eval_dataloader(name, dataset),
-                    description=f"Evaluation ({name})",
-                    prediction_loss_only=False,
-                    ignore_keys=ignore_keys,
-                    metric_key_prefix=f"{metric_key_prefix}_{name}",
-                )
-                task_metrics = {
-                    k: v for k, v in output.metrics.items() if not k.endswith("_model_preparation_time")
-                }
-                metrics.update(task_metrics)
-                num_samples += output.num_samples
-                if custom is not None:
-                    produced = [k for k in task_metrics if not k.endswith("_loss")]
-                    main_names[name] = produced[0] if produced else f"{metric_key_prefix}_{name}_loss"
-                else:
-                    main_names[name] = f"{metric_key_prefix}_{name}_{task.main_metric}"
-        finally:
-            self.compute_metrics = saved_compute_metrics
-        mains = [metrics[k] for k in main_names.values() if k in metrics]
-        metrics[f"{metric_key_prefix}_average"] = float(np.mean(mains)) if mains else float("nan")
-        losses = [metrics[f"{metric_key_prefix}_{name}_loss"] for name in datasets if f"{metric_key_prefix}_{name}_loss" in metrics]
-        if losses:
-            metrics[f"{metric_key_prefix}_loss"] = float(np.mean(losses))
-        total_batch_size = self.args.eval_batch_size * self.args.world_size
-        metrics.update(
-            speed_metrics(
-                metric_key_prefix,
-                start_time,
-                num_samples=num_samples,
-                num_steps=math.ceil(num_samples / total_batch_size),
-            )
-        )
+        _, metrics = self._run_tasks(datasets, {}, "Evaluation", ignore_keys, metric_key_prefix, start_time)
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         self._memory_tracker.stop_and_update_metrics(metrics)
         return metrics
+
+    def predict(
+        self,
+        test_dataset: Mapping[str, Dataset] | Dataset,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "test",
+        task_name: str | None = None,
+    ) -> MultiTaskPredictionOutput | PredictionOutput:
+        """Predict every task of a dict of datasets (raw or prepared, with or without labels).
+
+        Args:
+            test_dataset: a dict (or `DatasetDict`) keyed by task name, or one dataset with `task_name`.
+            ignore_keys: output keys of the model to leave out of the predictions.
+            metric_key_prefix: metric names start with it (`test_<task>_<metric>`).
+            task_name: the task of a single dataset (may be omitted for a one-task model).
+
+        Returns:
+            For a dict: a `MultiTaskPredictionOutput`, task name -> `PredictionOutput(predictions, label_ids,
+            metrics)`, with `.metrics` holding every task's metrics, `<prefix>_average`, `<prefix>_loss` and
+            runtime figures as `evaluate()` names them. For a single dataset: that task's `PredictionOutput`,
+            its `metrics` being those merged metrics.
+
+            Rows are in input order, one per raw row (for prepared data: one per example, in the order its
+            rows come): sequence tasks give `(rows, num_labels)` logits, token tasks `(sentences, max_words,
+            num_labels)` logits with position `w` = word `w` of the sentence (a long sentence's windows
+            merged). Rows skipped in preprocessing (empty text, logged with their
+            row numbers) and positions past a sentence's end hold -100, as do words without any sub-word
+            token. `label_ids` has the same layout, or is None (and there are no metrics) for data without
+            the task's label column.
+        """
+        if isinstance(test_dataset, Mapping):
+            if task_name is not None:
+                raise ValueError(
+                    "task_name is for a single dataset; a dict of datasets names its tasks by its keys "
+                    f"({list(test_dataset)})."
+                )
+            datasets = test_dataset
+        else:
+            if task_name is None:
+                if len(self.tasks) != 1:
+                    raise ValueError(
+                        f"predict() got one dataset but the model has tasks {list(self.task_by_name)}: pass "
+                        "task_name=..., or a dict keyed by task name."
+                    )
+                task_name = self.tasks[0].name
+            datasets = {task_name: test_dataset}
+        self._memory_tracker.start()
+        start_time = time.time()
+        shapes = {}  # raw datasets: rows and longest sentence, so outputs have one row per raw row
+        for name, dataset in datasets.items():
+            if isinstance(dataset, Dataset) and "input_ids" not in dataset.column_names:
+                task = self.task_by_name.get(name)
+                words = 0
+                if isinstance(task, TokenClassificationTask) and task.tokens_column in dataset.column_names:
+                    words = max((len(t) for t in dataset[task.tokens_column] if isinstance(t, (list, tuple))), default=0)
+                shapes[name] = (len(dataset), words)
+        prepared = self._prepare(datasets, "test", self.processing_class, require_labels=False)
+        outputs, metrics = self._run_tasks(prepared, shapes, "Prediction", ignore_keys, metric_key_prefix, start_time)
+        self.control = self.callback_handler.on_predict(self.args, self.state, self.control, metrics)
+        self._memory_tracker.stop_and_update_metrics(metrics)
+        if isinstance(test_dataset, Mapping):
+            return MultiTaskPredictionOutput(outputs, metrics)
+        output = outputs[task_name]
+        return PredictionOutput(predictions=output.predictions, label_ids=output.label_ids, metrics=metrics)
+
+    def _run_tasks(
+        self,
+        datasets: Mapping[str, Dataset],
+        shapes: Mapping[str, tuple[int, int]],
+        description: str,
+        ignore_keys: list[str] | None,
+        prefix: str,
+        start_time: float,
+    ) -> tuple[dict[str, PredictionOutput], dict[str, float]]:
+        """Run every task's data through the model: per-task outputs in the raw data's shape, and all metrics
+        (per task, `<prefix>_average`, `<prefix>_loss`, runtime)."""
+        outputs: dict[str, PredictionOutput] = {}
+        metrics: dict[str, float] = {}
+        headlines: list[str] = []
+        num_samples = 0
+        for name, dataset in datasets.items():
+            output, headline, samples = self._run_task(
+                self.task_by_name[name], dataset, shapes.get(name), description, ignore_keys, prefix
+            )
+            outputs[name] = output
+            metrics.update(output.metrics)
+            num_samples += samples
+            if headline is not None:
+                headlines.append(headline)
+        losses = [metrics[f"{prefix}_{name}_loss"] for name in datasets if f"{prefix}_{name}_loss" in metrics]
+        if headlines:  # tasks with labels (all of them in evaluation)
+            mains = [metrics[k] for k in headlines if k in metrics]
+            metrics[f"{prefix}_average"] = float(np.mean(mains)) if mains else float("nan")
+        if losses:
+            metrics[f"{prefix}_loss"] = float(np.mean(losses))
+        total_batch_size = self.args.eval_batch_size * self.args.world_size
+        metrics.update(
+            speed_metrics(prefix, start_time, num_samples=num_samples, num_steps=math.ceil(num_samples / total_batch_size))
+        )
+        return outputs, metrics
+
+    def _run_task(
+        self,
+        task: Task,
+        dataset: Dataset,
+        shape: tuple[int, int] | None,
+        description: str,
+        ignore_keys: list[str] | None,
+        prefix: str,
+    ) -> tuple[PredictionOutput, str | None, int]:
+        """One task: the evaluation loop, its arrays reshaped to the raw data (`_input_shaped`), its metrics.
+        Returns the output, the key of its headline metric (None without labels) and the prepared rows run."""
+        task_prefix = f"{prefix}_{task.name}"
+        loop = self.evaluation_loop(
+            self.get_task_eval_dataloader(task.name, dataset),
+            description=f"{description} ({task.name})",
+            prediction_loss_only=False,
+            ignore_keys=ignore_keys,
+            metric_key_prefix=task_prefix,
+        )
+        predictions, label_ids, scored = self._input_shaped(task, dataset, loop.predictions, loop.label_ids, shape)
+        task_metrics = {k: v for k, v in loop.metrics.items() if not k.endswith("_model_preparation_time")}
+        headline = None
+        if label_ids is not None:
+            metric_fn = self._metric_function(task)
+            # metrics see the rows that were scored: rows skipped in preprocessing are left out, as in training
+            computed = metric_fn(
+                EvalPrediction(
+                    predictions=nested_map(lambda a: a[scored], predictions), label_ids=label_ids[scored]
+                )
+            )
+            computed = denumpify_detensorize(dict(computed or {}))
+            keys = []
+            for key, value in computed.items():
+                key = key if key.startswith(f"{task_prefix}_") else f"{task_prefix}_{key}"
+                task_metrics[key] = value
+                keys.append(key)
+            if task.name in self.task_metric_fns:
+                produced = [k for k in keys if k != f"{task_prefix}_loss"]
+                headline = produced[0] if produced else f"{task_prefix}_loss"
+            else:
+                headline = f"{task_prefix}_{task.main_metric}"
+        output = PredictionOutput(predictions=predictions, label_ids=label_ids, metrics=task_metrics)
+        return output, headline, loop.num_samples
+
+    def _input_shaped(
+        self,
+        task: Task,
+        dataset: Dataset,
+        predictions: Any,
+        label_ids: np.ndarray | None,
+        shape: tuple[int, int] | None,
+    ) -> tuple[Any, np.ndarray | None, np.ndarray]:
+        """The evaluation loop's arrays (prepared rows, longest first; tokens of each window) in the raw data's
+        shape: one row per example, for token tasks one position per word.
+
+        `shape` is `(raw rows, longest raw sentence in words)` when the trainer prepared the raw data itself
+        (prediction): rows then line up with the raw rows, skipped ones included. Otherwise there is one row
+        per example of the prepared data, in the order they come. Returns predictions, label ids and the rows
+        that were scored (not skipped in preprocessing)."""
+        order = self._eval_sampler(dataset).order
+        predictions = restore_order(predictions, order)
+        label_ids = restore_order(label_ids, order) if label_ids is not None else None
+        columns = dataset.column_names
+        arrow = dataset.with_format("arrow")  # the bookkeeping columns as arrays, without a row-by-row read
+        if EXAMPLE_INDEX_COLUMN in columns:
+            example_index = arrow[EXAMPLE_INDEX_COLUMN].to_numpy().astype(np.int64)
+        else:  # prepared outside hf_mtl: one row per example
+            example_index = np.arange(len(dataset), dtype=np.int64)
+        if shape is not None:
+            row_of, (num_rows, num_words) = example_index, shape
+            scored = np.unique(example_index)
+        else:
+            row_of, num_rows = rows_in_order(example_index)
+            num_words, scored = 0, np.arange(num_rows)
+        if not isinstance(task, TokenClassificationTask):
+            predictions = to_examples(predictions, row_of, num_rows)
+            label_ids = to_examples(label_ids, row_of, num_rows) if label_ids is not None else None
+            return predictions, label_ids, scored
+        if isinstance(predictions, (tuple, list)):
+            raise ValueError(
+                f"Task {task.name!r}: the model returned {len(predictions)} outputs per batch (logits plus e.g. "
+                "hidden states or attentions); token predictions are regrouped by word, which needs the logits "
+                "alone. Pass ignore_keys=['hidden_states', 'attentions'] or turn those outputs off."
+            )
+        if WORD_INDEX_COLUMN in columns:
+            word_index = arrow[WORD_INDEX_COLUMN]
+        elif label_ids is not None:
+            word_index = word_index_from_labels(label_ids)
+        else:
+            raise ValueError(
+                f"Task {task.name!r}: the prepared dataset has neither labels nor a {WORD_INDEX_COLUMN!r} column, so "
+                "which token predicts which word is unknown. Pass the raw sentences (column "
+                f"{task.tokens_column!r}), or prepare them with hf_mtl.prepare_datasets(..., split='test')."
+            )
+        predictions, label_ids = merge_windows(predictions, label_ids, word_index, row_of, num_rows, num_words)
+        return predictions, label_ids, scored
+
+    def _metric_function(self, task: Task) -> Callable[[EvalPrediction], dict[str, float]]:
+        """The task's metric function: the user's (given the task name if it has a `task_name` parameter)
+        or the built-in one."""
+        custom = self.task_metric_fns.get(task.name)
+        if custom is None:
+            return self._builtin_metrics(task)
+        try:
+            takes_name = "task_name" in inspect.signature(custom).parameters
+        except (TypeError, ValueError):  # builtins and some C callables have no signature
+            takes_name = False
+        return functools.partial(custom, task_name=task.name) if takes_name else custom
 
     @staticmethod
     def _builtin_metrics(task: Task) -> Callable[[EvalPrediction], dict[str, float]]:
@@ -567,5 +799,46 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
 
         return compute
 
+    def prediction_step(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        prediction_loss_only: bool,
+        ignore_keys: list[str] | None = None,
+    ) -> tuple[torch.Tensor | None, Any, Any]:
+        """`Trainer.prediction_step`, with the head's own loss (no task weight), and token outputs of
+        left-padded batches moved to the start of their rows, so position `p` of every row is its token `p`
+        (what the prepared `word_index` counts)."""
+        self._weigh_losses = False
+        try:
+            loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+        finally:
+            self._weigh_losses = True
+        mask = inputs.get("attention_mask")
+        if isinstance(self.task_by_name.get(inputs.get("task_name")), TokenClassificationTask) and mask is not None:
+            logits, labels = _left_align(logits, mask), _left_align(labels, mask)
+        return loss, logits, labels
 
-__all__ = ["MultiTaskTrainer"]
+
+def _left_align(value: Any, attention_mask: torch.Tensor) -> Any:
+    """Token outputs `(batch, tokens, ...)` of a left-padded batch shifted so each row starts at position 0
+    (padding moves to the right, filled with -100); right-padded batches come back unchanged."""
+    if value is None:
+        return None
+    if isinstance(value, (tuple, list)):
+        return type(value)(_left_align(v, attention_mask) for v in value)
+    width = attention_mask.shape[1]
+    if not isinstance(value, torch.Tensor) or value.dim() < 2 or value.shape[1] != width:
+        return value
+    shift = attention_mask.to(value.device).long().argmax(dim=1)  # first real token of each row
+    if not bool(shift.any()):
+        return value
+    index = torch.arange(width, device=value.device).unsqueeze(0) + shift.unsqueeze(1)
+    valid = index < width
+    index = index.clamp(max=width - 1).reshape(*index.shape, *([1] * (value.dim() - 2))).expand_as(value)
+    shifted = value.gather(1, index)
+    fill = valid.reshape(*valid.shape, *([1] * (value.dim() - 2))).expand_as(value)
+    return shifted.masked_fill(~fill, PAD)
+
+
+__all__ = ["MultiTaskPredictionOutput", "MultiTaskTrainer"]
