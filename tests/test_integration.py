@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 from hf_mtl import (
@@ -51,6 +52,7 @@ def test_real_minilm_three_task_fine_tune(tmp_path, minilm_dir):
         SequenceClassificationTask("topic", AG_NEWS_CLASSES),
         TokenClassificationTask("ner", CONLL_LABELS),
     ]
+    torch.manual_seed(0)  # the heads' initialisation must not depend on which tests ran before
     model = MultiTaskModel.from_encoder(minilm_dir, tasks=tasks)
     args = MultiTaskTrainingArguments(
         output_dir=str(tmp_path / "out"),
