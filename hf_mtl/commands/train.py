@@ -84,12 +84,15 @@ def train_recipe(recipe: Recipe, *, stream: TextIO | None = None) -> dict[str, f
         size = f"{len(dataset)} train" + (f", {len(eval_data[name])} validation" if name in eval_data else "")
         _log(f"hf-mtl: task {name!r}: {size} examples from {recipe.source_of(name).describe()}")
 
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, set_seed
 
     from ..modeling_multitask import MultiTaskModel
     from ..trainer import MultiTaskTrainer
 
     apply_num_threads(recipe)
+    # Seed before the heads are initialised (the Trainer seeds only when it is built, after the model), so
+    # a recipe's `seed` makes the whole run reproducible, as transformers' example scripts do.
+    set_seed(training_args.seed)
     encoder = recipe.encoder_path()
     _log(f"hf-mtl: loading encoder {recipe.encoder}" + (f" from {encoder}" if encoder != recipe.encoder else ""))
     tokenizer = AutoTokenizer.from_pretrained(encoder)
