@@ -227,14 +227,18 @@ def test_resolve_encoder(tmp_path):
 
 
 # ---------------------------------------------------------------------------- shipped recipes
-def test_quickstart_recipes_agree():
-    from hf_mtl.commands.quickstart import recipe_path
+def test_the_quickstart_recipe_is_shipped_once_and_its_printed_copy_is_the_same_recipe(tmp_path):
+    from hf_mtl.jobs import quickstart_recipe_path, quickstart_recipe_text
 
-    repo = load_recipe(ROOT / "recipes" / "quickstart.yaml")
-    packaged = load_recipe(recipe_path())
-    assert dataclass_fields(repo) == dataclass_fields(packaged)
+    packaged = load_recipe(quickstart_recipe_path())
     for entry in packaged.tasks:
         assert all(Path(p).is_file() for p in entry.data.files.values())
+    assert not (ROOT / "recipes" / "quickstart.yaml").exists()  # one copy: the packaged one
+    # the copy to edit runs from any folder: the same recipe, its data paths pointing at the packaged files
+    copy = tmp_path / "elsewhere" / "my_quickstart.yaml"
+    copy.parent.mkdir()
+    copy.write_text(quickstart_recipe_text(), encoding="utf-8")
+    assert dataclass_fields(load_recipe(copy)) == dataclass_fields(packaged)
 
 
 def dataclass_fields(recipe):
@@ -250,7 +254,7 @@ def test_sentiment_topic_ner_recipe_hub_and_local():
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs the shared data folder")
 def test_sentiment_topic_ner_recipe_reads_the_shared_data():
-    from hf_mtl.commands.train import load_recipe_data
+    from hf_mtl.jobs import load_recipe_data
 
     recipe = load_recipe(ROOT / "recipes" / "sentiment_topic_ner.yaml", data_dir=SHARED_DATA)
     data = load_recipe_data(recipe, ("train", "validation"))
