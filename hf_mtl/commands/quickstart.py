@@ -19,7 +19,7 @@ from typing import Any
 
 from ..jobs import quickstart_recipe_path, quickstart_recipe_text, train_recipe
 from ..recipe import load_recipe
-from ._common import add_command_parser, add_set_option, with_output_dir
+from ._common import UserError, add_command_parser, add_set_option, with_output_dir
 from ._output import print_training_result, progress
 
 
@@ -40,8 +40,6 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.print_recipe:
         if args.overrides or args.output_dir:
-            from ..cli import UserError
-
             raise UserError("--print-recipe prints the shipped recipe as it is; edit the copy instead of "
                             "passing --set or --output-dir.")
         sys.stdout.write(quickstart_recipe_text())
