@@ -625,5 +625,4 @@ __all__ = [
     "load_recipe",
     "parse_key_path",
     "parse_recipe",
-    "resolve_encoder",
 ]

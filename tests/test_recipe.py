@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hf_mtl.recipe import RecipeError, apply_overrides, load_recipe, parse_key_path, parse_recipe, resolve_encoder
+from hf_mtl.encoders import resolve_encoder
+from hf_mtl.recipe import RecipeError, apply_overrides, load_recipe, parse_key_path, parse_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
