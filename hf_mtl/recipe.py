@@ -333,7 +333,7 @@ def _file_keys() -> tuple[str, ...]:
 
 def _given_options(section: _Section) -> list[str]:
     """The reader options a source sets: a value, or an explicit null where some format accepts null."""
-    return [option for option, kind in reader_option_kinds().items()
+    return [option for option in reader_option_kinds()
             if section.has(option) or (option in section.data and _nullable(option))]
 
 

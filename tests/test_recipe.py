@@ -82,6 +82,8 @@ def test_data_dir_selects_local_files(tmp_path):
         ("tasks[1].data.local.label_map", {1: "z"}, r"^tasks\[1\]\.data\.local\.label_map\.1: 'z' is not one of the task's labels"),
         ("tasks[1].data.local.header", "no", r"^tasks\[1\]\.data\.local\.header: expected true or false, got string 'no'"),
         ("tasks[2].data.header", True, r"^tasks\[2\]\.data\.header: does not apply to conll files"),
+        # an explicit null of another format's nullable option (it used to reach the reader as an unknown argument)
+        ("tasks[2].data.quotechar", None, r"^tasks\[2\]\.data\.quotechar: does not apply to conll files"),
         ("tasks[0].data.format", "conll", r"^tasks\[0\]\.data\.format: conll files hold per-word tags"),
         ("tasks[0].data.files.train", "s.xlsx", r"^tasks\[0\]\.data\.files\.train: cannot tell the format of 's\.xlsx'"),
         ("tasks[0].data.max_examples", 0, r"^tasks\[0\]\.data\.max_examples: expected a positive number of rows"),
