@@ -1,8 +1,10 @@
 """Model cards for multi-task models: `README.md` with YAML front matter (library, base model, tags,
 datasets and a `model-index` with one result per task and metric) rendered from the Jinja2 template
-shipped in `hf_mtl/templates/model_card.md.j2`.
+shipped in `hf_mtl/templates/model_card.md.j2` (its variables are documented in `model_cards/README.md`).
 
-`card_info_from_trainer(trainer, recipe=...)` collects what the card shows after training;
+`card_info_from_trainer(trainer)` collects what the card shows after training: the model, the training
+arguments and log history, and the trainer's record of the run (`trainer.run_record`, a
+`hf_mtl.run_record.RunRecord`: data sizes, batch mix, data sources and the `CardSettings` of free-form fields);
 `card_info_from_model(model)` is the fallback for a model without training records;
 `render_model_card(info)` returns the README text and `write_model_card(dir, info)` saves it.
 """
@@ -17,15 +19,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from huggingface_hub import EvalResult, ModelCardData
 
 from .configuration_multitask import TOKEN_CLASSIFICATION
+from .run_record import RunRecord
 from .tasks import MULTI_LABEL, REGRESSION, Task, tasks_from_config
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .recipe import Recipe
 
 CARD_FILENAME = "README.md"
 TEMPLATE_NAME = "model_card.md.j2"
@@ -61,6 +61,21 @@ DEFAULT_LIMITATIONS = (
     "on it. The model inherits the biases of its pretrained encoder and of the training data. Token "
     "classification predicts one tag per word, as split by the tokenizer's pre-tokenizer."
 )
+
+
+@dataclass(frozen=True)
+class CardSettings:
+    """The card's free-form fields (a recipe's `card:` section), and the example text of its usage snippet."""
+
+    model_name: str | None = None
+    license: str | None = None
+    language: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    description: str | None = None
+    intended_use: str | None = None
+    limitations: str | None = None
+    #: the text of the usage snippet (a recipe's first `predict:` text); None: a generic example
+    example_text: str | None = None
 
 
 @dataclass
@@ -278,10 +293,13 @@ def _environment() -> Any:
     return env
 
 
-def render_model_card(info: ModelCardInfo) -> str:
-    """The README.md text (front matter + body) for `info`."""
+def render_model_card(info: ModelCardInfo, *, versions: Mapping[str, str] | None = None) -> str:
+    """The README.md text (front matter + body) for `info`.
+
+    `versions` (package -> version) fills "Framework versions"; default: the installed versions.
+    """
     task_list = ", ".join(t.name for t in info.tasks)
-    view = _TemplateView(info, task_list)
+    view = _TemplateView(info, task_list, versions)
     template = _environment().from_string(template_text())
     text = template.render(card=view, front_matter=info.card_data().to_yaml())
     return re.sub(r"\n{3,}", "\n\n", text).lstrip()
@@ -290,13 +308,13 @@ def render_model_card(info: ModelCardInfo) -> str:
 class _TemplateView:
     """`info` with defaults filled in for the template (repo id, intended use, versions, ...)."""
 
-    def __init__(self, info: ModelCardInfo, task_list: str):
+    def __init__(self, info: ModelCardInfo, task_list: str, versions: Mapping[str, str] | None = None):
         self._info = info
         self.repo_id = info.repo_id or info.model_name
         self.intended_use = info.intended_use or DEFAULT_INTENDED_USE.format(tasks=task_list)
         self.limitations = info.limitations or DEFAULT_LIMITATIONS
         self.metric_columns = info.metric_column_titles
-        self.versions = framework_versions()
+        self.versions = dict(versions) if versions is not None else framework_versions()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._info, name)
@@ -374,73 +392,97 @@ def _last_eval(log_history: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 def card_info_from_trainer(
     trainer: Any,
     *,
-    recipe: Recipe | None = None,
     eval_results: Mapping[str, float] | None = None,
     eval_split: str = "validation",
     plot: str | None = None,
     repo_id: str | None = None,
 ) -> ModelCardInfo:
-    """Collect the card's facts from a trained `MultiTaskTrainer` (and the recipe it ran, if any).
+    """Collect the card's facts from a trained `MultiTaskTrainer`: its model, arguments and log history, and
+    its record of the run (`trainer.run_record`: data sizes, batch mix, data sources, card settings).
 
     `eval_results` default to the last evaluation in the trainer's log history.
     """
     model = trainer.model
     args = trainer.args
-    tasks = tasks_from_config(model.config)
-    train_sizes = {name: len(ds) for name, ds in (trainer.train_datasets or {}).items()}
-    eval_sizes = {name: len(ds) for name, ds in (trainer.eval_datasets or {}).items()}
-    shares: dict[str, float] = {}
-    if trainer.train_dataset is not None:
-        sampler = trainer.make_batch_sampler(trainer.train_dataset)
-        shares = dict(zip(sampler.task_names, (float(p) for p in sampler.probabilities())))
-    weights = getattr(trainer, "task_weights", {}) or {}
+    record = getattr(trainer, "run_record", None) or RunRecord()
+    settings = record.card_settings or CardSettings()
+    return ModelCardInfo(
+        model_name=_model_name(settings, args),
+        tasks=_task_infos(tasks_from_config(model.config), record, _loss_weights(trainer, record)),
+        base_model=model.config.base_model_name_or_path,
+        eval_results=dict(eval_results) if eval_results is not None else _last_eval(trainer.state.log_history),
+        eval_split=eval_split,
+        **_sampling_facts(record, args),
+        hyperparameters=_hyperparameters(args, trainer),
+        repo_id=repo_id or args.hub_model_id,
+        datasets=_copied_datasets(record),
+        plot=plot,
+        **_settings_fields(settings),
+    )
+
+
+def _model_name(settings: CardSettings, args: Any) -> str:
+    """The settings' name, else the Hub repository's name, else the output folder's."""
+    return settings.model_name or (args.hub_model_id or "").split("/")[-1] or Path(args.output_dir).name
+
+
+def _loss_weights(trainer: Any, record: RunRecord) -> dict[str, float]:
+    """Task -> loss weight: as the loss balancer describes them, else the trainer's static weights."""
+    return dict((record.loss_balancer or {}).get("weights") or getattr(trainer, "task_weights", None) or {})
+
+
+def _task_infos(tasks: Sequence[Task], record: RunRecord, weights: Mapping[str, float]) -> list[TaskCardInfo]:
+    """One `TaskCardInfo` per head: its data source (when recorded), sizes, loss weight and share of batches."""
     infos = []
     for task in tasks:
+        source = record.data_sources.get(task.name)
         extra: dict[str, Any] = {}
-        if recipe is not None and task.name in {t.task.name for t in recipe.tasks}:
-            source = recipe.source_of(task.name)
+        if source is not None:
             extra = {
-                "data": source.describe(),
-                "dataset_id": source.hub,
-                "dataset_config": source.config,
-                "dataset_split": source.splits.get(eval_split, eval_split) if source.hub else eval_split,
+                "data": source.get("description") or "-",
+                "dataset_id": source.get("dataset_id"),
+                "dataset_config": source.get("dataset_config"),
+                "dataset_split": source.get("dataset_split"),
             }
         infos.append(TaskCardInfo.from_task(
             task,
-            num_train=train_sizes.get(task.name),
-            num_eval=eval_sizes.get(task.name),
+            num_train=record.train_sizes.get(task.name),
+            num_eval=record.eval_sizes.get(task.name),
             weight=weights.get(task.name, 1.0),
-            batch_share=shares.get(task.name),
+            batch_share=record.batch_shares.get(task.name),
             **extra,
         ))
-    settings = recipe.card if recipe is not None else None
-    datasets = []
-    if recipe is not None:  # local copies of Hub data sets still name the original
-        datasets = [t.data.hub for t in recipe.tasks if t.data.hub]
-    model_name = (settings.model_name if settings and settings.model_name else None) or (
-        (args.hub_model_id or "").split("/")[-1] or Path(args.output_dir).name
-    )
-    return ModelCardInfo(
-        model_name=model_name,
-        tasks=infos,
-        base_model=(recipe.encoder if recipe is not None else None) or model.config.base_model_name_or_path,
-        eval_results=dict(eval_results) if eval_results is not None else _last_eval(trainer.state.log_history),
-        eval_split=eval_split,
-        sampling_strategy=getattr(args, "task_sampling_strategy", None),
-        sampling_temperature=getattr(args, "sampling_temperature", None),
-        max_examples_per_task=getattr(args, "max_examples_per_task", None),
-        hyperparameters=_hyperparameters(args, trainer),
-        repo_id=repo_id or args.hub_model_id,
-        license=settings.license if settings else None,
-        language=settings.language if settings else (),
-        tags=settings.tags if settings else (),
-        datasets=datasets,
-        description=settings.description if settings else None,
-        intended_use=settings.intended_use if settings else None,
-        limitations=settings.limitations if settings else None,
-        plot=plot,
-        example_text=recipe.predict[0] if recipe is not None and recipe.predict else ModelCardInfo.example_text,
-    )
+    return infos
+
+
+def _copied_datasets(record: RunRecord) -> list[str]:
+    """Hub datasets that local data was copied from: the card lists them with the datasets read from the Hub."""
+    return [source["copy_of"] for source in record.data_sources.values() if source.get("copy_of")]
+
+
+def _sampling_facts(record: RunRecord, args: Any) -> dict[str, Any]:
+    """The sampling strategy as its own description records it; what it leaves out, from the arguments."""
+    described = record.sampling or {}
+    return {
+        "sampling_strategy": described.get("name", getattr(args, "task_sampling_strategy", None)),
+        "sampling_temperature": described.get("temperature", getattr(args, "sampling_temperature", None)),
+        "max_examples_per_task": described.get("max_examples_per_task", getattr(args, "max_examples_per_task", None)),
+    }
+
+
+def _settings_fields(settings: CardSettings) -> dict[str, Any]:
+    """The `ModelCardInfo` fields the card settings fill in."""
+    fields = {
+        "license": settings.license,
+        "language": settings.language,
+        "tags": settings.tags,
+        "description": settings.description,
+        "intended_use": settings.intended_use,
+        "limitations": settings.limitations,
+    }
+    if settings.example_text:
+        fields["example_text"] = settings.example_text
+    return fields
 
 
 def card_info_from_model(model: Any, *, repo_id: str | None = None) -> ModelCardInfo:
@@ -457,6 +499,7 @@ def card_info_from_model(model: Any, *, repo_id: str | None = None) -> ModelCard
 
 __all__ = [
     "CARD_FILENAME",
+    "CardSettings",
     "ModelCardInfo",
     "TaskCardInfo",
     "card_info_from_model",

@@ -1,7 +1,8 @@
 """The `hf-mtl` command line (also `python -m hf_mtl`).
 
 Each sub-command lives in `hf_mtl/commands/<name>.py` and exposes `register(subparsers)`, which adds its
-parser and sets `func` (a callable taking the parsed namespace and returning an exit code).
+parser and sets `func` (a callable taking the parsed namespace and returning an exit code). Commands parse
+arguments, call a job of `hf_mtl.jobs` (or the library) and print; they do not import each other.
 User errors (bad arguments, files, recipes) are raised as `UserError` (or ValueError/KeyError/
 FileNotFoundError/TypeError) and printed as one line, with a non-zero exit code and no traceback.
 """
@@ -15,13 +16,10 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .commands._common import UserError
 
 #: sub-command modules under hf_mtl.commands, in --help order
 COMMANDS = ("train", "evaluate", "predict", "push", "quickstart")
-
-
-class UserError(Exception):
-    """An error caused by the user's input: printed as one line, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -41,6 +41,7 @@ from .card import (
     render_model_card,
     write_model_card,
 )
+from .encoders import load_tokenizer_for
 from .plots import PLOT_FILENAME, plot_training_curves
 
 logger = logging.get_logger(__name__)
@@ -74,30 +75,6 @@ def retarget_card(card_text: str, repo_id: str) -> str:
     if not name or name == repo_id:
         return card_text
     return re.sub(rf'"{re.escape(name)}"', f'"{repo_id}"', card_text)
-
-
-def _load_tokenizer_for(model: Any) -> Any:
-    """The tokenizer saved with the model, or its base encoder's; ValueError when neither loads."""
-    from transformers import AutoTokenizer
-
-    from .recipe import resolve_encoder
-
-    candidates = []
-    name_or_path = str(getattr(model, "name_or_path", "") or "")
-    if name_or_path and Path(name_or_path).is_dir():
-        candidates.append(name_or_path)
-    base = getattr(model.config, "base_model_name_or_path", None)
-    if base:
-        candidates.append(resolve_encoder(base))
-    for candidate in candidates:
-        try:
-            return AutoTokenizer.from_pretrained(candidate)
-        except Exception:
-            continue
-    raise ValueError(
-        f"cannot find a tokenizer for the model (tried {candidates or 'nothing'}); pass tokenizer=<the encoder's "
-        "tokenizer> so the pushed model can be used with pipeline('multitask')."
-    )
 
 
 def check_loadable(folder: str | os.PathLike) -> None:
@@ -167,29 +144,18 @@ def upload_model(
     Returns:
         The `CommitInfo` of the commit.
     """
-    pickles = [path for path in (extra_files or {}) if is_pickle_file(path)]
-    if pickles:
-        raise ValueError(f"extra_files {pickles} can hold pickles (suffixes {PICKLE_SUFFIXES}); hf_mtl never uploads "
-                         "those, since loading one can run code. Convert them to safetensors or JSON.")
+    _refuse_pickles(extra_files)
     api = _api(api)
     if create_repo:
         repo_id = api.create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
     if card is None:
         card = render_model_card(card_info_from_model(model, repo_id=repo_id))
+    files = dict(extra_files or {})
+    if plot is not None:
+        files[PLOT_FILENAME] = plot
     with tempfile.TemporaryDirectory(prefix="hf_mtl_push_") as tmp:
         folder = Path(tmp)
-        model.save_pretrained(folder, max_shard_size=max_shard_size)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(folder)
-        (folder / CARD_FILENAME).write_text(card, encoding="utf-8")
-        files = dict(extra_files or {})
-        if plot is not None:
-            files[PLOT_FILENAME] = plot
-        for path_in_repo, local in files.items():
-            target = folder / path_in_repo
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(local, target)
-        check_loadable(folder)
+        stage_model_folder(folder, model, tokenizer=tokenizer, card=card, files=files, max_shard_size=max_shard_size)
         return api.create_commit(
             repo_id=repo_id,
             operations=_commit_operations(folder),
@@ -199,6 +165,35 @@ def upload_model(
             revision=revision,
             create_pr=create_pr,
         )
+
+
+def _refuse_pickles(extra_files: Mapping[str, str | os.PathLike] | None) -> None:
+    pickles = [path for path in (extra_files or {}) if is_pickle_file(path)]
+    if pickles:
+        raise ValueError(f"extra_files {pickles} can hold pickles (suffixes {PICKLE_SUFFIXES}); hf_mtl never uploads "
+                         "those, since loading one can run code. Convert them to safetensors or JSON.")
+
+
+def stage_model_folder(
+    folder: Path,
+    model: Any,
+    *,
+    tokenizer: Any = None,
+    card: str,
+    files: Mapping[str, str | os.PathLike] | None = None,
+    max_shard_size: int | str | None = "50GB",
+) -> None:
+    """Write the folder of one model push: the model (config, weights, modeling code), its tokenizer, the card as
+    README.md and `files` (`{path_in_repo: local_path}`); ValueError unless the result loads (`check_loadable`)."""
+    model.save_pretrained(folder, max_shard_size=max_shard_size)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+    (folder / CARD_FILENAME).write_text(card, encoding="utf-8")
+    for path_in_repo, local in (files or {}).items():
+        target = folder / path_in_repo
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, target)
+    check_loadable(folder)
 
 
 def _card_from_folder(folder: str | os.PathLike | None, repo_id: str) -> tuple[str | None, Path | None]:
@@ -244,8 +239,8 @@ def push_model_to_hub(
         parsed = ModelCard(card, ignore_metadata_errors=True)
         parsed.data.tags = list(dict.fromkeys([*(parsed.data.tags or []), *tags]))
         card = str(parsed)
-    if tokenizer is None:
-        tokenizer = _load_tokenizer_for(self)
+    if tokenizer is None:  # the pushed model must be usable with pipeline("multitask"): it needs one
+        tokenizer = load_tokenizer_for(self)
     return upload_model(
         self, repo_id, tokenizer=tokenizer, card=card, plot=plot, commit_message=commit_message,
         commit_description=commit_description, private=private, token=token, revision=revision,
@@ -264,18 +259,14 @@ def push_model_dir(
     api: Any = None,
 ) -> Any:
     """Push a model folder written by `hf-mtl train` (model, tokenizer, card, plot) in one commit."""
-    from transformers import AutoTokenizer
-
     from .modeling_multitask import MultiTaskModel
 
     folder = Path(model_dir)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{folder}: not a saved model folder (no config.json).")
-    model = MultiTaskModel.from_pretrained(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = MultiTaskModel.from_pretrained(folder)  # the folder's tokenizer, card and plot go with it
     return push_model_to_hub(
-        model, repo_id, private=private, token=token, revision=revision, commit_message=commit_message,
-        tokenizer=tokenizer, api=api,
+        model, repo_id, private=private, token=token, revision=revision, commit_message=commit_message, api=api,
     )
 
 
@@ -326,10 +317,10 @@ class MultiTaskHubMixin:
     `push_to_hub` uploads model, tokenizer, card and plot in one commit. With `push_to_hub=True` in the
     training arguments, every save is pushed the same way (see `_push_from_checkpoint`), through
     `hub_api` too: transformers' own Hub calls (`init_hf_repo`, `_push_from_checkpoint`) are replaced.
-    Set `trainer.recipe` to the `Recipe` that configured the run for the card to describe the data sources.
+    The card describes the run from `trainer.run_record` (fill its `data_sources` and `card_settings` for the
+    card to name the data and carry a license, texts, ...).
     """
 
-    recipe: Any = None
     #: the client used for pushes (None: `huggingface_hub.HfApi()`); tests set a recording fake
     hub_api: Any = None
     #: the pushes of `push_to_hub=True` training, one at a time on one background thread
@@ -360,8 +351,7 @@ class MultiTaskHubMixin:
     def _write_model_card(self, folder: Path, repo_id: str | None = None, **kwargs: Any) -> Path:
         """The card (and `training_curves.png`, once something was logged) of the run so far, into `folder`."""
         plot = self.plot_training_curves(folder / PLOT_FILENAME)
-        info = card_info_from_trainer(self, recipe=self.recipe, plot=PLOT_FILENAME if plot else None,
-                                      repo_id=repo_id)
+        info = card_info_from_trainer(self, plot=PLOT_FILENAME if plot else None, repo_id=repo_id)
         tags = kwargs.get("tags")
         if tags:
             info.tags = [*info.tags, *([tags] if isinstance(tags, str) else tags)]
@@ -522,5 +512,6 @@ __all__ = [
     "push_model_to_hub",
     "retarget_card",
     "stage_checkpoint",
+    "stage_model_folder",
     "upload_model",
 ]

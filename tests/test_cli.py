@@ -165,3 +165,42 @@ def test_train_is_reproducible_with_the_recipe_seed(tmp_path, tiny_encoder, caps
     first, second, other = train(tmp_path / "a", 5), train(tmp_path / "b", 5), train(tmp_path / "c", 6)
     assert all((first[k] == second[k]).all() for k in first)
     assert any((first[k] != other[k]).any() for k in first if k.startswith("heads."))
+
+
+def test_quickstart_prints_its_recipe_as_a_copy_to_edit(tmp_path, capsys):
+    from hf_mtl.recipe import load_recipe
+
+    assert main(["quickstart", "--print-recipe"]) == 0
+    copy = tmp_path / "my_quickstart.yaml"
+    copy.write_text(capsys.readouterr().out, encoding="utf-8")
+    recipe = load_recipe(copy)  # runs from any folder: the data paths point at the installed files
+    assert recipe.card.model_name == "hf-mtl-quickstart-minilm" and len(recipe.tasks) == 3
+    assert all(Path(p).is_absolute() and Path(p).is_file() for t in recipe.tasks for p in t.data.files.values())
+    assert main(["quickstart", "--print-recipe", "--set", "training.max_steps=3"]) == 2
+    assert "--print-recipe prints the shipped recipe as it is" in one_line_error(capsys, "quickstart")
+
+
+# ---------------------------------------------------------------------------- the job layer, without the CLI
+def test_jobs_return_results_and_print_nothing(tmp_path, tiny_encoder, capsys):
+    from hf_mtl.jobs import evaluate_recipe, train_recipe
+    from hf_mtl.recipe import load_recipe
+
+    recipe = load_recipe(write_recipe(tmp_path, tiny_encoder), ["training.eval_strategy='no'", "training.max_steps=2"])
+    lines = []
+    result = train_recipe(recipe, progress=lines.append)
+    out = capsys.readouterr().out  # the Trainer's own log lines only: the job reports through its results
+    assert "Evaluation on" not in out and "Saved the model" not in out and "Predictions" not in out
+    assert lines[0].startswith("hf-mtl: task 'sentiment': 12 train, 12 validation examples from ")
+    assert lines[-1].startswith("hf-mtl: loading encoder ")
+    assert result.output_dir == tmp_path / "model" and (result.output_dir / "README.md").is_file()
+    assert set(result.metrics) >= {"eval_sentiment_accuracy", "eval_ner_f1", "eval_average"}
+    assert len(result.predictions) == 1 and set(result.predictions[0]) == {"sentiment", "topic", "ner"}
+    # the job recorded the recipe's data sources and card settings for the card
+    record = result.trainer.run_record
+    assert record.data_sources["topic"]["description"] == "train: t.csv; validation: t.csv"
+    assert record.card_settings.model_name == "tiny-cli"
+    assert record.card_settings.example_text == "Anna loved the film in Oslo."
+
+    evaluation = evaluate_recipe(result.output_dir, recipe, "validation", batch_size=4)
+    assert evaluation.split == "validation" and "validation_topic_accuracy" in evaluation.metrics
+    assert "Evaluation on" not in capsys.readouterr().out

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hf_mtl.recipe import RecipeError, apply_overrides, load_recipe, parse_key_path, parse_recipe, resolve_encoder
+from hf_mtl.encoders import resolve_encoder
+from hf_mtl.recipe import RecipeError, apply_overrides, load_recipe, parse_key_path, parse_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -81,6 +82,8 @@ def test_data_dir_selects_local_files(tmp_path):
         ("tasks[1].data.local.label_map", {1: "z"}, r"^tasks\[1\]\.data\.local\.label_map\.1: 'z' is not one of the task's labels"),
         ("tasks[1].data.local.header", "no", r"^tasks\[1\]\.data\.local\.header: expected true or false, got string 'no'"),
         ("tasks[2].data.header", True, r"^tasks\[2\]\.data\.header: does not apply to conll files"),
+        # an explicit null of another format's nullable option (it used to reach the reader as an unknown argument)
+        ("tasks[2].data.quotechar", None, r"^tasks\[2\]\.data\.quotechar: does not apply to conll files"),
         ("tasks[0].data.format", "conll", r"^tasks\[0\]\.data\.format: conll files hold per-word tags"),
         ("tasks[0].data.files.train", "s.xlsx", r"^tasks\[0\]\.data\.files\.train: cannot tell the format of 's\.xlsx'"),
         ("tasks[0].data.max_examples", 0, r"^tasks\[0\]\.data\.max_examples: expected a positive number of rows"),
@@ -227,14 +230,18 @@ def test_resolve_encoder(tmp_path):
 
 
 # ---------------------------------------------------------------------------- shipped recipes
-def test_quickstart_recipes_agree():
-    from hf_mtl.commands.quickstart import recipe_path
+def test_the_quickstart_recipe_is_shipped_once_and_its_printed_copy_is_the_same_recipe(tmp_path):
+    from hf_mtl.jobs import quickstart_recipe_path, quickstart_recipe_text
 
-    repo = load_recipe(ROOT / "recipes" / "quickstart.yaml")
-    packaged = load_recipe(recipe_path())
-    assert dataclass_fields(repo) == dataclass_fields(packaged)
+    packaged = load_recipe(quickstart_recipe_path())
     for entry in packaged.tasks:
         assert all(Path(p).is_file() for p in entry.data.files.values())
+    assert not (ROOT / "recipes" / "quickstart.yaml").exists()  # one copy: the packaged one
+    # the copy to edit runs from any folder: the same recipe, its data paths pointing at the packaged files
+    copy = tmp_path / "elsewhere" / "my_quickstart.yaml"
+    copy.parent.mkdir()
+    copy.write_text(quickstart_recipe_text(), encoding="utf-8")
+    assert dataclass_fields(load_recipe(copy)) == dataclass_fields(packaged)
 
 
 def dataclass_fields(recipe):
@@ -250,7 +257,7 @@ def test_sentiment_topic_ner_recipe_hub_and_local():
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs the shared data folder")
 def test_sentiment_topic_ner_recipe_reads_the_shared_data():
-    from hf_mtl.commands.train import load_recipe_data
+    from hf_mtl.jobs import load_recipe_data
 
     recipe = load_recipe(ROOT / "recipes" / "sentiment_topic_ner.yaml", data_dir=SHARED_DATA)
     data = load_recipe_data(recipe, ("train", "validation"))

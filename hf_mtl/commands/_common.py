@@ -1,9 +1,13 @@
-"""Parser helpers shared by the recipe commands (train, evaluate, push, quickstart)."""
+"""Parser helpers shared by the commands, and `UserError`."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
+
+
+class UserError(Exception):
+    """An error caused by the user's input: printed as one line, exit code 2 (see `hf_mtl.cli`)."""
 
 
 def add_command_parser(subparsers: Any, name: str, help: str, doc: str | None) -> argparse.ArgumentParser:

@@ -18,6 +18,8 @@ import json
 import sys
 from typing import Any, TextIO
 
+from ._common import UserError
+
 #: at most this many results are pretty-printed on a terminal (more are written as JSON lines)
 PRETTY_PRINT_MAX = 10
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -50,8 +52,6 @@ def register(subparsers: Any) -> None:
 
 
 def _user_error(message: str) -> Exception:
-    from ..cli import UserError
-
     return UserError(message)
 
 

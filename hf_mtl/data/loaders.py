@@ -1,53 +1,156 @@
-"""Readers for local data files: CoNLL column files, CSV/TSV, JSON Lines and Parquet.
+"""Readers for local data files, and the registry of file formats a recipe can name.
 
-Each reader returns a `datasets.Dataset` with the file's columns as they are (no task knowledge);
-`hf_mtl.data.sources` turns those into a task's columns and labels. Errors name the file and line.
+A format is one reader function plus one `register_data_format` call: its name (a recipe's `format:`), the
+file suffixes it claims (for `infer_format`), and its reader options with the kind a recipe checks them
+against. The five built-in formats (CoNLL column files, CSV, TSV, JSON Lines, Parquet) are registered at the
+bottom of this module. Each reader returns a `datasets.Dataset` with the file's columns as they are (no
+task knowledge); `hf_mtl.data.sources` turns those into a task's columns and labels. Errors name the file
+and line.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
 
-FORMATS = ("conll", "csv", "tsv", "jsonl", "parquet")
-
-#: file suffix -> format, for `infer_format`
-_SUFFIX_FORMATS = {
-    ".conll": "conll",
-    ".conllu": "conll",
-    ".iob": "conll",
-    ".iob2": "conll",
-    ".bio": "conll",
-    ".txt": "conll",
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
+#: the kinds a format may give its reader options (a recipe checks values against them); a trailing `?`
+#: lets the option also be set to null explicitly (e.g. `quotechar: null`)
+OPTION_KINDS = ("str", "bool", "int", "float", "number", "list[str]", "map[str]", "map[list]")
 
 
 class DataFileError(ValueError):
     """A data file that cannot be read as requested; the message names the file (and line)."""
 
 
+class DataFormatOptionError(ValueError):
+    """Reader options that do not work together; `option` names the option a recipe error points at."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(message)
+        self.option = option
+
+
+@dataclass(frozen=True)
+class DataFormat:
+    """A registered file format (see `register_data_format`)."""
+
+    name: str
+    reader: Callable[..., datasets.Dataset]
+    suffixes: tuple[str, ...] = ()
+    #: reader option -> kind (one of `OPTION_KINDS`, `?` for nullable), in the order messages list them
+    options: Mapping[str, str] = field(default_factory=dict)
+    #: keyword arguments passed to the reader before the source's own options
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    #: the reader yields per-word tags: it takes `tokens_name=`/`tags_name=` (the token task's columns), and
+    #: only token classification tasks may read it
+    word_tags: bool = False
+    #: checks a source's options together (before any file is read); raises `DataFormatOptionError`
+    check_options: Callable[[Mapping[str, Any]], None] | None = None
+
+    def read(self, path: str | os.PathLike, **options: Any) -> datasets.Dataset:
+        """Read one file with this format's defaults overridden by `options`."""
+        return self.reader(path, **{**self.defaults, **options})
+
+
+#: registered formats by name, in registration order (the order messages list them)
+DATA_FORMATS: dict[str, DataFormat] = {}
+
+
+def register_data_format(
+    name: str,
+    reader: Callable[..., datasets.Dataset],
+    *,
+    suffixes: Sequence[str] = (),
+    options: Mapping[str, str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    word_tags: bool = False,
+    check_options: Callable[[Mapping[str, Any]], None] | None = None,
+    replace: bool = False,
+) -> DataFormat:
+    """Make a file format available to recipes (`format: <name>`) and to `read_file`.
+
+    Args:
+        name: the format's name in recipes.
+        reader: `reader(path, **options) -> datasets.Dataset`; raise `DataFileError` naming the file and line
+            for content it cannot read.
+        suffixes: file suffixes (with the dot, e.g. `".json"`) that `infer_format` maps to this format.
+        options: the reader's keyword arguments a recipe may set, with their kind (`"str"`, `"bool"`, `"int"`,
+            `"list[str]"`, ...; `"str?"` also accepts null). A recipe refuses options of other formats.
+        defaults: keyword arguments given to the reader before the recipe's options.
+        word_tags: the reader yields a sentence's words and tags (like CoNLL files): it is given
+            `tokens_name=` and `tags_name=` (the token task's column names) and refused for other tasks.
+        check_options: called with a source's options when a recipe is read; raises
+            `DataFormatOptionError(option, message)` for options that do not work together.
+        replace: allow replacing a registered format of the same name (and its suffixes).
+    """
+    options = dict(options or {})
+    for option, kind in options.items():
+        if kind.removesuffix("?") not in OPTION_KINDS:
+            raise ValueError(f"data format {name!r}: option {option!r} has kind {kind!r}; expected one of "
+                             f"{list(OPTION_KINDS)} (with a trailing ? to allow null).")
+    suffixes = tuple(s.lower() for s in suffixes)
+    bad = [s for s in suffixes if not s.startswith(".")]
+    if bad:
+        raise ValueError(f"data format {name!r}: suffixes {bad} must start with a dot, e.g. '.json'.")
+    if name in DATA_FORMATS and not replace:
+        raise ValueError(f"data format {name!r} is already registered; pass replace=True to replace it.")
+    claimed = {s: other.name for other in DATA_FORMATS.values() if other.name != name for s in other.suffixes}
+    taken = {s: claimed[s] for s in suffixes if s in claimed}
+    if taken and not replace:
+        raise ValueError(f"data format {name!r}: suffixes already claimed by other formats {taken}; pass replace=True "
+                         "to take them over.")
+    for other_name in set(taken.values()):  # replace=True: the suffixes move to the new format
+        other = DATA_FORMATS[other_name]
+        kept = tuple(s for s in other.suffixes if s not in taken)
+        DATA_FORMATS[other_name] = dataclasses.replace(other, suffixes=kept)
+    data_format = DataFormat(name=name, reader=reader, suffixes=suffixes, options=options, defaults=dict(defaults or {}),
+                             word_tags=word_tags, check_options=check_options)
+    DATA_FORMATS[name] = data_format
+    return data_format
+
+
+def data_format_names() -> tuple[str, ...]:
+    """The registered formats' names, in registration order."""
+    return tuple(DATA_FORMATS)
+
+
+def reader_option_kinds() -> dict[str, str]:
+    """Every registered format's reader options with their kind (the first registration's kind wins)."""
+    out: dict[str, str] = {}
+    for data_format in DATA_FORMATS.values():
+        for option, kind in data_format.options.items():
+            out.setdefault(option, kind)
+    return out
+
+
+def get_data_format(name: str, path: str | os.PathLike | None = None) -> DataFormat:
+    """The registered format `name`; a `DataFileError` (naming `path`, if given) listing the known ones."""
+    if name not in DATA_FORMATS:
+        where = f"{path}: " if path is not None else ""
+        raise DataFileError(f"{where}unknown format {name!r}; expected one of {list(DATA_FORMATS)}.")
+    return DATA_FORMATS[name]
+
+
 def infer_format(path: str | os.PathLike) -> str:
-    """The format of `path` from its suffix (`.conll`/`.txt` -> conll, `.csv`, `.tsv`, `.jsonl`, `.parquet`)."""
+    """The format of `path` from its suffix (`.conll`/`.txt` -> conll, `.csv`, `.tsv`, `.jsonl`, `.parquet`, and
+    the suffixes of formats registered later)."""
     suffix = Path(path).suffix.lower()
-    if suffix not in _SUFFIX_FORMATS:
-        raise DataFileError(
-            f"{path}: cannot tell the format from the suffix {suffix!r}; set `format` to one of {list(FORMATS)}."
-        )
-    return _SUFFIX_FORMATS[suffix]
+    for data_format in DATA_FORMATS.values():
+        if suffix in data_format.suffixes:
+            return data_format.name
+    raise DataFileError(
+        f"{path}: cannot tell the format from the suffix {suffix!r}; set `format` to one of {list(DATA_FORMATS)}."
+    )
 
 
 def _check_file(path: str | os.PathLike) -> Path:
@@ -273,29 +376,47 @@ def read_parquet(path: str | os.PathLike) -> datasets.Dataset:
 def read_file(path: str | os.PathLike, format: str | None = None, **options: Any) -> datasets.Dataset:
     """Read one data file with the reader of `format` (inferred from the suffix when None).
 
-    `options` are the keyword arguments of that reader (`read_conll`, `read_delimited`, ...); CSV and
-    TSV differ only in their default delimiter and quoting.
+    `options` are the keyword arguments of that reader (`read_conll`, `read_delimited`, ...), on top of the
+    format's defaults (CSV and TSV differ only in their default delimiter and quoting).
     """
     format = format or infer_format(path)
-    if format == "conll":
-        return read_conll(path, **options)
-    if format in ("csv", "tsv"):
-        defaults = {"delimiter": ","} if format == "csv" else {"delimiter": "\t", "quotechar": None}
-        return read_delimited(path, **{**defaults, **options})
-    if format == "jsonl":
-        return read_jsonl(path, **options)
-    if format == "parquet":
-        return read_parquet(path)
-    raise DataFileError(f"{path}: unknown format {format!r}; expected one of {list(FORMATS)}.")
+    return get_data_format(format, path).read(path, **options)
+
+
+def _check_delimited_options(options: Mapping[str, Any]) -> None:
+    if not options.get("header", True) and not options.get("column_names"):
+        raise DataFormatOptionError("column_names", "required when header is false.")
+
+
+# ---------------------------------------------------------------------------- the built-in formats
+_DELIMITED_OPTIONS = {"header": "bool", "column_names": "list[str]", "delimiter": "str", "quotechar": "str?",
+                      "encoding": "str"}
+register_data_format(
+    "conll", read_conll, suffixes=(".conll", ".conllu", ".iob", ".iob2", ".bio", ".txt"), word_tags=True,
+    options={"token_column": "int", "tag_column": "int", "separator": "str?", "docstart": "str?", "encoding": "str"},
+)
+register_data_format("csv", read_delimited, suffixes=(".csv",), options=_DELIMITED_OPTIONS, defaults={"delimiter": ","},
+                     check_options=_check_delimited_options)
+register_data_format("tsv", read_delimited, suffixes=(".tsv",), options=_DELIMITED_OPTIONS,
+                     defaults={"delimiter": "\t", "quotechar": None}, check_options=_check_delimited_options)
+register_data_format("jsonl", read_jsonl, suffixes=(".jsonl", ".ndjson"), options={"encoding": "str"})
+register_data_format("parquet", read_parquet, suffixes=(".parquet", ".pq"))
 
 
 __all__ = [
-    "FORMATS",
+    "DATA_FORMATS",
+    "OPTION_KINDS",
     "DataFileError",
+    "DataFormat",
+    "DataFormatOptionError",
+    "data_format_names",
+    "get_data_format",
     "infer_format",
     "read_conll",
     "read_delimited",
     "read_file",
     "read_jsonl",
     "read_parquet",
+    "reader_option_kinds",
+    "register_data_format",
 ]

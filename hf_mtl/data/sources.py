@@ -20,20 +20,7 @@ import datasets
 
 from ..preprocessing import class_label_names
 from ..tasks import MULTI_LABEL, REGRESSION, SINGLE_LABEL, Task, TokenClassificationTask
-from .loaders import DataFileError, infer_format, read_file
-
-#: options passed to the file readers (see `hf_mtl.data.loaders`)
-READER_OPTIONS = (
-    "header",
-    "column_names",
-    "delimiter",
-    "quotechar",
-    "token_column",
-    "tag_column",
-    "separator",
-    "docstart",
-    "encoding",
-)
+from .loaders import DataFileError, get_data_format, infer_format
 
 
 @dataclass(frozen=True)
@@ -48,8 +35,9 @@ class DataSource:
         hub, config, revision: the Hub dataset, its configuration and revision.
         splits: our split name -> the Hub dataset's split name (default: the same name).
         files: split name -> file path (relative paths are resolved by `resolve_paths`).
-        format: `conll`, `csv`, `tsv`, `jsonl` or `parquet` (inferred from the suffix when None).
-        reader_options: options of the file reader (`header`, `column_names`, `delimiter`, ...).
+        format: a registered format: `conll`, `csv`, `tsv`, `jsonl`, `parquet` or one added with
+            `register_data_format` (inferred from the suffix when None).
+        reader_options: options of the format's reader (`header`, `column_names`, `delimiter`, ...).
         rename: column renames applied first (`{file_column: task_column}`).
         join: new column -> columns joined with `join_separator` (e.g. title + description -> text).
         label_map: raw label value (as a string) -> label name; applied to every label or tag.
@@ -114,10 +102,11 @@ def _read_split(source: DataSource, split: str, task: Task) -> tuple[datasets.Da
             raise DataSourceError(f"no {split!r} file is configured (files: {sorted(source.files)}).")
         path = source.files[split]
         options = dict(source.reader_options)
-        if isinstance(task, TokenClassificationTask) and (source.format or infer_format(path)) == "conll":
-            options.update(tokens_name=task.tokens_column, tags_name=task.tags_column)  # columns the task reads
         try:
-            return read_file(path, source.format, **options), path
+            data_format = get_data_format(source.format or infer_format(path), path)
+            if data_format.word_tags and isinstance(task, TokenClassificationTask):
+                options.update(tokens_name=task.tokens_column, tags_name=task.tags_column)  # columns the task reads
+            return data_format.read(path, **options), path
         except DataFileError as err:
             raise DataSourceError(str(err)) from None
     hub_split = source.splits.get(split, split)
@@ -270,4 +259,4 @@ def load_task_data(
     return out
 
 
-__all__ = ["READER_OPTIONS", "DataSource", "DataSourceError", "load_task_data", "to_task_dataset"]
+__all__ = ["DataSource", "DataSourceError", "load_task_data", "to_task_dataset"]
