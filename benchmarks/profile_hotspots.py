@@ -75,11 +75,12 @@ def profile_pipeline(args) -> dict[str, Any]:
 
 
 def _batches(tokenizer, data_dir: str, n: int, grouped: bool) -> list[dict[str, Any]]:
-    from hf_mtl import MultiTaskBatchSampler, MultiTaskDataCollator, MultiTaskDataset, prepare_datasets
+    from hf_mtl import MultiTaskDataCollator, MultiTaskDataset, prepare_datasets
+    from hf_mtl.sampling import ProportionalBatchSampler
 
     raw = task_datasets(data_dir, "train", {t.name: 1000 for t in TASKS})
     dataset = MultiTaskDataset(prepare_datasets(raw, TASKS, tokenizer))
-    sampler = MultiTaskBatchSampler(dataset, 32, group_by_length=grouped, seed=0)
+    sampler = ProportionalBatchSampler(dataset, 32, group_by_length=grouped, seed=0)
     collator = MultiTaskDataCollator(tokenizer, TASKS)
     return [collator(dataset.__getitems__(b)) for b in list(sampler)[:n]]
 
@@ -134,12 +135,13 @@ def profile_attention(args) -> dict[str, Any]:
 def profile_collator(args) -> dict[str, Any]:
     from transformers import AutoTokenizer, DataCollatorForTokenClassification, DataCollatorWithPadding
 
-    from hf_mtl import MultiTaskBatchSampler, MultiTaskDataCollator, MultiTaskDataset, prepare_datasets
+    from hf_mtl import MultiTaskDataCollator, MultiTaskDataset, prepare_datasets
+    from hf_mtl.sampling import ProportionalBatchSampler
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir())
     raw = task_datasets(args.data_dir, "train", {t.name: 2000 for t in TASKS})
     dataset = MultiTaskDataset(prepare_datasets(raw, TASKS, tokenizer))
-    batches = list(MultiTaskBatchSampler(dataset, 32, seed=0))[:150]
+    batches = list(ProportionalBatchSampler(dataset, 32, seed=0))[:150]
     collator = MultiTaskDataCollator(tokenizer, TASKS)
     t0 = time.perf_counter()
     features = [dataset.__getitems__(b) for b in batches]

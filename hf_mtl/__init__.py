@@ -7,6 +7,7 @@ modeling code for environments without hf_mtl.
 
 from transformers import AutoConfig, AutoModel
 
+from .balancers import LossBalancer, StaticWeights, register_loss_balancer
 from .collator import MultiTaskDataCollator
 from .configuration_multitask import MultiTaskConfig
 from .evaluation import MultiTaskPredictionOutput
@@ -21,7 +22,7 @@ from .modeling_multitask import (
 )
 from .pipeline import InvalidInputError, MultiTaskPipeline, register_pipeline
 from .preprocessing import prepare_dataset, prepare_datasets
-from .sampling import MultiTaskBatchSampler, MultiTaskDataset
+from .sampling import MultiTaskBatchSampler, MultiTaskDataset, register_sampling_strategy
 from .tasks import SequenceClassificationTask, Task, TokenClassificationTask, task_from_config, tasks_from_config
 from .trainer import MultiTaskTrainer
 from .training_args import MultiTaskTrainingArguments
@@ -42,6 +43,7 @@ register_pipeline()
 
 __all__ = [
     "InvalidInputError",
+    "LossBalancer",
     "MultiTaskBatchSampler",
     "MultiTaskConfig",
     "MultiTaskDataCollator",
@@ -56,12 +58,15 @@ __all__ = [
     "MultiTaskTrainer",
     "MultiTaskTrainingArguments",
     "SequenceClassificationTask",
+    "StaticWeights",
     "Task",
     "TaskModelOutput",
     "TokenClassificationTask",
     "compute_task_metrics",
     "prepare_dataset",
     "prepare_datasets",
+    "register_loss_balancer",
+    "register_sampling_strategy",
     "task_from_config",
     "tasks_from_config",
 ]

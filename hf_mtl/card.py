@@ -128,9 +128,9 @@ class ModelCardInfo:
     base_model: str | None = None
     eval_results: Mapping[str, float] = field(default_factory=dict)
     eval_split: str = "validation"
-    sampling_strategy: str | None = None
-    sampling_temperature: float | None = None
-    max_examples_per_task: int | None = None
+    #: the sampling strategy's and the loss balancer's `describe()` (name, settings, a sentence for the card)
+    sampling: Mapping[str, Any] = field(default_factory=dict)
+    loss_balancer: Mapping[str, Any] = field(default_factory=dict)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     repo_id: str | None = None
     license: str | None = None
@@ -198,23 +198,11 @@ class ModelCardInfo:
 
     @property
     def sampling_description(self) -> str:
-        strategy = self.sampling_strategy
-        text = {
-            "proportional": "Tasks are drawn in proportion to their number of training examples (`proportional`).",
-            "temperature": (
-                f"Tasks are drawn with probability proportional to n^(1/T), n being the task's number of "
-                f"training examples and T = {self.sampling_temperature:g} (`temperature` sampling), which gives "
-                "smaller tasks more batches than their size alone would."
-                if self.sampling_temperature is not None
-                else "Tasks are drawn by temperature sampling."
-            ),
-            "uniform": "Every task is drawn equally often, whatever its size (`uniform`).",
-            "round_robin": "Tasks take turns batch by batch (`round_robin`); larger tasks keep going once smaller ones are done.",
-        }.get(strategy or "", "The sampling strategy was not recorded.")
-        if self.max_examples_per_task:
-            text += f" Each task contributes at most {self.max_examples_per_task} examples per epoch."
-        text += " Each batch's loss is its task's loss times the task's loss weight."
-        return text
+        """How batches were spread over tasks and how their losses were combined, in the sampling strategy's
+        and the loss balancer's own words (each describes itself: the card knows no strategy or balancer)."""
+        sampling = self.sampling.get("description") or "The sampling strategy was not recorded."
+        balancing = self.loss_balancer.get("description") or "Each batch's loss is its task's loss times the task's loss weight."
+        return f"{sampling} {balancing}"
 
     def eval_result_entries(self) -> list[EvalResult]:
         """`model-index` entries: one per task and metric."""
@@ -412,7 +400,8 @@ def card_info_from_trainer(
         base_model=model.config.base_model_name_or_path,
         eval_results=dict(eval_results) if eval_results is not None else _last_eval(trainer.state.log_history),
         eval_split=eval_split,
-        **_sampling_facts(record, args),
+        sampling=dict(record.sampling),
+        loss_balancer=dict(record.loss_balancer),
         hyperparameters=_hyperparameters(args, trainer),
         repo_id=repo_id or args.hub_model_id,
         datasets=_copied_datasets(record),
@@ -458,16 +447,6 @@ def _task_infos(tasks: Sequence[Task], record: RunRecord, weights: Mapping[str, 
 def _copied_datasets(record: RunRecord) -> list[str]:
     """Hub datasets that local data was copied from: the card lists them with the datasets read from the Hub."""
     return [source["copy_of"] for source in record.data_sources.values() if source.get("copy_of")]
-
-
-def _sampling_facts(record: RunRecord, args: Any) -> dict[str, Any]:
-    """The sampling strategy as its own description records it; what it leaves out, from the arguments."""
-    described = record.sampling or {}
-    return {
-        "sampling_strategy": described.get("name", getattr(args, "task_sampling_strategy", None)),
-        "sampling_temperature": described.get("temperature", getattr(args, "sampling_temperature", None)),
-        "max_examples_per_task": described.get("max_examples_per_task", getattr(args, "max_examples_per_task", None)),
-    }
 
 
 def _settings_fields(settings: CardSettings) -> dict[str, Any]:

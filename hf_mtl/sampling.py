@@ -1,34 +1,48 @@
 """Task batch sampling: every batch holds examples of a single task.
 
-The training data is one `MultiTaskDataset` (tasks laid end to end); the sampler yields lists of global
-indices into it. Within a task, examples are shuffled (optionally capped and grouped by length); across
-tasks, batches are ordered by a strategy:
+The training data is one `MultiTaskDataset` (tasks laid end to end); a batch sampler yields lists of global
+indices into it. `MultiTaskBatchSampler` does what every strategy shares: it shuffles each task's examples
+(optionally capped and grouped by length) into batches, and serves each task's batches in turn, re-shuffling
+a task that runs out. A strategy is one small subclass that decides which task each batch of an epoch comes
+from (`task_order`) and the batch mix it converges to (`probabilities`):
 
-- `"proportional"`: every batch of every task once per epoch, in random order (tasks appear in proportion
-  to their size).
-- `"temperature"`: each batch's task is drawn with p_i proportional to n_i^(1/T) (T=1 is proportional,
-  large T approaches uniform); small tasks are re-shuffled and repeated when they run out.
-- `"uniform"`: each batch's task is drawn with equal probability.
-- `"round_robin"`: tasks take turns; a task that runs out drops out until the epoch ends.
+- `ProportionalBatchSampler` (`"proportional"`): every batch of every task once per epoch, in random order
+  (tasks appear in proportion to their size).
+- `TemperatureBatchSampler` (`"temperature"`): each batch's task is drawn with p_i proportional to
+  n_i^(1/T) (T=1 is proportional, large T approaches uniform); small tasks repeat when they run out.
+- `UniformBatchSampler` (`"uniform"`): each batch's task is drawn with equal probability.
+- `RoundRobinBatchSampler` (`"round_robin"`): tasks take turns; a task that runs out drops out until the
+  epoch ends.
+
+Strategies are registered by name (`register_sampling_strategy`), which is what
+`MultiTaskTrainingArguments.task_sampling_strategy`, checkpoints and cards carry.
 
 The epoch length in batches is the same for every strategy: the sum over tasks of their batch counts.
-Everything is a pure function of `(seed, epoch)`, so a resumed run replays the same batch order.
+Everything is a pure function of `(seed, epoch)` (and of the run's length, for a strategy that uses it), so a
+resumed run replays the same batch order.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import Sampler
 
-STRATEGIES = ("proportional", "temperature", "uniform", "round_robin")
+from .registry import Registry
+
 #: length grouping sorts chunks of this many batches by length, then shuffles the batches
 MEGABATCH_FACTOR = 50
+#: T of the temperature strategy unless set (also the default of `sampling_temperature`)
+DEFAULT_TEMPERATURE = 2.0
+#: random stream keys (with seed and epoch): each task's passes use `_PASS_STREAM`; strategies use their own
+_PASS_STREAM = 1
 
 
 class MultiTaskDataset(TorchDataset):
@@ -86,30 +100,51 @@ class MultiTaskDataset(TorchDataset):
         return out
 
 
-def task_probabilities(sizes: Sequence[int], strategy: str, temperature: float = 1.0) -> np.ndarray:
-    """The probability of drawing each task for a batch under `strategy` (sizes are example counts)."""
-    sizes_arr = np.asarray(sizes, dtype=np.float64)
-    if strategy in ("proportional", "round_robin"):
-        weights = sizes_arr
-    elif strategy == "uniform":
-        weights = np.ones_like(sizes_arr)
-    elif strategy == "temperature":
-        if not temperature > 0:
-            raise ValueError(f"sampling temperature must be > 0, got {temperature}.")
-        weights = sizes_arr ** (1.0 / temperature)
-    else:
-        raise ValueError(f"Unknown task sampling strategy {strategy!r}; expected one of {list(STRATEGIES)}.")
-    return weights / weights.sum()
+
+@dataclass(frozen=True)
+class RunLength:
+    """How long the training run is, as far as it is known (`MultiTaskTrainer` sets it on its sampler when
+    training starts): what a strategy that changes over training needs to know where it is (`progress`).
+
+    Attributes:
+        num_epochs: epochs the run will start.
+        max_steps: optimizer steps the run will take.
+        batches_per_step: batches of this sampler per optimizer step (gradient accumulation x processes).
+    """
+
+    num_epochs: int | None = None
+    max_steps: int | None = None
+    batches_per_step: int = 1
+
+    def total_batches(self, batches_per_epoch: int) -> int | None:
+        """Batches the run will draw from the sampler (whichever of its epochs and steps ends it first)."""
+        known = []
+        if self.num_epochs is not None and self.num_epochs > 0:
+            known.append(self.num_epochs * batches_per_epoch)
+        if self.max_steps is not None and self.max_steps > 0:
+            known.append(self.max_steps * self.batches_per_step)
+        return min(known) if known else None
 
 
-class MultiTaskBatchSampler(Sampler[list[int]]):
-    """Yields batches (lists of global indices into a `MultiTaskDataset`) of one task each.
+class MultiTaskBatchSampler(Sampler[list[int]], ABC):
+    """Base of the task sampling strategies: yields batches (lists of global indices into a `MultiTaskDataset`)
+    of one task each.
+
+    It owns what every strategy shares: each task's examples are shuffled (a fresh random subset each epoch
+    under a cap, optionally grouped by length) and cut into batches; the order of the epoch's batches comes
+    from the strategy's `task_order`, each task serving its batches in turn and starting a new shuffled pass
+    when it runs out. A strategy subclass implements:
+
+    - `task_order()`: the task (position in `task_names`) of each of the epoch's `len(self)` batches;
+    - `probabilities()`: the share of batches each task gets (the batch mix a long run converges to);
+
+    and optionally `strategy_settings()` (its own settings: a resumed run must see the same),
+    `strategy_description()` (one sentence for the model card) and `strategy_kwargs(args)` (its constructor
+    arguments from the training arguments).
 
     Args:
         task_sizes: examples per task, in the dataset's task order (or a `MultiTaskDataset`).
         batch_size: examples per batch.
-        strategy: one of `"proportional"`, `"temperature"`, `"uniform"`, `"round_robin"`.
-        temperature: T for `"temperature"`.
         max_examples_per_task: cap on the examples a task contributes per epoch (a fresh random subset
             each epoch).
         lengths: per-task token lengths; with `group_by_length`, batches hold examples of similar length.
@@ -126,8 +161,6 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
         task_sizes: Sequence[int] | MultiTaskDataset,
         batch_size: int,
         *,
-        strategy: str = "proportional",
-        temperature: float = 2.0,
         max_examples_per_task: int | None = None,
         lengths: Sequence[Sequence[int] | None] | None = None,
         group_by_length: bool = False,
@@ -149,8 +182,6 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
             raise ValueError(f"Task(s) {empty} have no training examples; every task needs at least one.")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-        if strategy not in STRATEGIES:
-            raise ValueError(f"Unknown task sampling strategy {strategy!r}; expected one of {list(STRATEGIES)}.")
         if max_examples_per_task is not None and max_examples_per_task < 1:
             raise ValueError(f"max_examples_per_task must be >= 1 or None, got {max_examples_per_task}.")
         if group_by_length:
@@ -160,20 +191,62 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
                 if len(lens) != n:
                     raise ValueError(f"Task {name!r}: {len(lens)} lengths for {n} examples.")
         self._batch_size = int(batch_size)  # not `batch_size`: see class docstring
-        self.strategy = strategy
-        self.temperature = float(temperature)
         self.max_examples_per_task = max_examples_per_task
         self.lengths = [np.asarray(x) for x in lengths] if group_by_length else None
         self.group_by_length = group_by_length
         self.drop_last = drop_last
         self.seed = int(seed)
         self.epoch = 0
+        self.run_length = RunLength()
         self.offsets = np.concatenate(([0], np.cumsum(self.task_sizes)))[:-1].tolist()
 
+    # ------------------------------------------------------------------ what a strategy implements
+    @abstractmethod
+    def task_order(self) -> Iterable[int]:
+        """The task (position in `task_names`) of each batch of the current epoch (`self.epoch`): exactly
+        `len(self)` of them. Draw randomness from `self.rng(key)` with a key of the strategy's own (not
+        `_PASS_STREAM`), so the order stays a pure function of `(seed, epoch)`."""
+
+    @abstractmethod
+    def probabilities(self) -> np.ndarray:
+        """Probability of each task per batch (the batch mix a long run converges to)."""
+
+    def strategy_settings(self) -> dict[str, Any]:
+        """The strategy's own settings (JSON values): part of `settings()`, checked on resume, shown on the card."""
+        return {}
+
+    def strategy_description(self) -> str:
+        """One sentence for the model card saying how batches are spread over tasks."""
+        return f"Batches are spread over tasks by the `{self.strategy}` strategy."
+
+    @classmethod
+    def strategy_kwargs(cls, args: Any) -> dict[str, Any]:
+        """The strategy's own constructor arguments from the training arguments (`task_sampling_kwargs`)."""
+        return dict(getattr(args, "task_sampling_kwargs", None) or {})
+
     # ------------------------------------------------------------------ public API
+    @property
+    def strategy(self) -> str:
+        """The name the strategy is registered under (its import path `module:QualName` if unregistered)."""
+        return _STRATEGIES.name_of(type(self))
+
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose (deterministic) order the next iteration yields."""
         self.epoch = int(epoch)
+
+    def set_run_length(self, run_length: RunLength) -> None:
+        """Tell the sampler how long the run is (the trainer does when training starts), for `progress`."""
+        self.run_length = run_length
+
+    def progress(self, batch: int = 0) -> float | None:
+        """The fraction of the run's batches drawn before batch `batch` of the current epoch (0 at the start,
+        1 at the end); None while the run's length is unknown. A strategy that changes over training (e.g.
+        from proportional towards uniform) reads it in `task_order`, and adds what it depends on to
+        `strategy_settings` so a resumed run is checked against it."""
+        total = self.run_length.total_batches(len(self))
+        if not total:
+            return None
+        return min(1.0, (self.epoch * len(self) + batch) / total)
 
     def examples_per_epoch(self) -> list[int]:
         """Examples each task contributes per pass over it (after the cap)."""
@@ -185,13 +258,6 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
         rounding = math.floor if self.drop_last else math.ceil
         return [max(1, rounding(n / self._batch_size)) for n in self.examples_per_epoch()]
 
-    def probabilities(self) -> np.ndarray:
-        """Probability of each task per batch under the strategy (the batch mix a long run converges to)."""
-        if self.strategy in ("proportional", "round_robin"):
-            counts = np.asarray(self.batches_per_task(), dtype=np.float64)
-            return counts / counts.sum()
-        return task_probabilities(self.examples_per_epoch(), self.strategy, self.temperature)
-
     def __len__(self) -> int:
         return int(sum(self.batches_per_task()))
 
@@ -202,20 +268,37 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
             "task_sizes": list(self.task_sizes),
             "batch_size": self._batch_size,
             "strategy": self.strategy,
-            "temperature": self.temperature,
+            **self.strategy_settings(),
             "max_examples_per_task": self.max_examples_per_task,
             "group_by_length": self.group_by_length,
             "drop_last": self.drop_last,
             "seed": self.seed,
         }
 
-    # ------------------------------------------------------------------ iteration
-    def _rng(self, *keys: int) -> np.random.Generator:
+    def describe(self) -> dict[str, Any]:
+        """For logs and the model card: the strategy's name, its settings, and a sentence describing it."""
+        description = self.strategy_description()
+        if self.max_examples_per_task:
+            description += f" Each task contributes at most {self.max_examples_per_task} examples per epoch."
+        return {
+            "name": self.strategy,
+            "settings": {
+                **self.strategy_settings(),
+                "max_examples_per_task": self.max_examples_per_task,
+                "group_by_length": self.group_by_length,
+                "drop_last": self.drop_last,
+            },
+            "description": description,
+        }
+
+    def rng(self, *keys: int) -> np.random.Generator:
+        """The random stream `keys` of the current epoch (a pure function of seed, epoch and keys)."""
         return np.random.default_rng([self.seed, self.epoch, *keys])
 
+    # ------------------------------------------------------------------ iteration
     def _task_pass(self, task: int, repeat: int) -> list[np.ndarray]:
         """One pass over a task's (capped) examples, as batches of global indices."""
-        rng = self._rng(1, task, repeat)
+        rng = self.rng(_PASS_STREAM, task, repeat)
         order = rng.permutation(self.task_sizes[task])
         cap = self.examples_per_epoch()[task]
         order = order[:cap]
@@ -235,33 +318,160 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
         return [b + offset for b in batches]
 
     def _task_stream(self, task: int) -> Iterator[np.ndarray]:
+        """A task's batches: its first pass of the epoch, then fresh passes for as long as it is asked."""
         repeat = 0
         while True:
             yield from self._task_pass(task, repeat)
             repeat += 1
 
     def __iter__(self) -> Iterator[list[int]]:
-        n_tasks = len(self.task_sizes)
-        total = len(self)
-        if self.strategy == "proportional":
-            passes = [self._task_pass(t, 0) for t in range(n_tasks)]
-            owners = np.concatenate([np.full(len(p), t) for t, p in enumerate(passes)])
-            owners = self._rng(2).permutation(owners)
-            cursors = [0] * n_tasks
-            for t in owners:
-                yield passes[t][cursors[t]].tolist()
-                cursors[t] += 1
-        elif self.strategy == "round_robin":
-            passes = [self._task_pass(t, 0) for t in range(n_tasks)]
-            for i in range(max(len(p) for p in passes)):
-                for t in range(n_tasks):
-                    if i < len(passes[t]):
-                        yield passes[t][i].tolist()
-        else:
-            streams = [self._task_stream(t) for t in range(n_tasks)]
-            owners = self._rng(3).choice(n_tasks, size=total, p=self.probabilities())
-            for t in owners:
-                yield next(streams[t]).tolist()
+        n_tasks, expected = len(self.task_sizes), len(self)
+        streams = [self._task_stream(t) for t in range(n_tasks)]
+        count = 0
+        for task in self.task_order():
+            if not 0 <= task < n_tasks:
+                raise ValueError(
+                    f"Sampling strategy {self.strategy!r} chose task {task} for batch {count} of epoch {self.epoch}; "
+                    f"expected a task position 0..{n_tasks - 1}."
+                )
+            yield next(streams[task]).tolist()
+            count += 1
+        if count != expected:
+            raise ValueError(
+                f"Sampling strategy {self.strategy!r} ordered {count} batches for epoch {self.epoch}; expected "
+                f"len(sampler) = {expected} (the sum of the tasks' batch counts)."
+            )
 
 
-__all__ = ["STRATEGIES", "MultiTaskBatchSampler", "MultiTaskDataset", "task_probabilities"]
+def _normalised(weights: np.ndarray) -> np.ndarray:
+    return weights / weights.sum()
+
+
+class ProportionalBatchSampler(MultiTaskBatchSampler):
+    """`"proportional"`: every batch of every task once per epoch, in random order."""
+
+    def task_order(self) -> np.ndarray:
+        owners = np.concatenate([np.full(n, t) for t, n in enumerate(self.batches_per_task())])
+        return self.rng(2).permutation(owners)
+
+    def probabilities(self) -> np.ndarray:
+        return _normalised(np.asarray(self.batches_per_task(), dtype=np.float64))
+
+    def strategy_description(self) -> str:
+        return "Tasks are drawn in proportion to their number of training examples (`proportional`)."
+
+
+class RoundRobinBatchSampler(MultiTaskBatchSampler):
+    """`"round_robin"`: tasks take turns; a task that runs out drops out until the epoch ends."""
+
+    def task_order(self) -> Iterator[int]:
+        counts = self.batches_per_task()
+        for i in range(max(counts)):
+            for task, count in enumerate(counts):
+                if i < count:
+                    yield task
+
+    def probabilities(self) -> np.ndarray:
+        return _normalised(np.asarray(self.batches_per_task(), dtype=np.float64))
+
+    def strategy_description(self) -> str:
+        return "Tasks take turns batch by batch (`round_robin`); larger tasks keep going once smaller ones are done."
+
+
+class DrawnTaskBatchSampler(MultiTaskBatchSampler):
+    """Base of the strategies that draw each batch's task independently with `probabilities()` (a task that
+    runs out starts a new pass): a subclass only says what the probabilities are."""
+
+    def task_order(self) -> np.ndarray:
+        return self.rng(3).choice(len(self.task_sizes), size=len(self), p=self.probabilities())
+
+
+class TemperatureBatchSampler(DrawnTaskBatchSampler):
+    """`"temperature"`: each batch's task drawn with p_i proportional to n_i^(1/T), n_i the task's examples per
+    epoch (T=1 is proportional, large T approaches uniform).
+
+    Args:
+        temperature: T (> 0); from `sampling_temperature` in the training arguments.
+    """
+
+    def __init__(self, *args: Any, temperature: float = DEFAULT_TEMPERATURE, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if not temperature > 0:
+            raise ValueError(f"sampling temperature must be > 0, got {temperature}.")
+        self.temperature = float(temperature)
+
+    @classmethod
+    def strategy_kwargs(cls, args: Any) -> dict[str, Any]:
+        return {"temperature": args.sampling_temperature, **super().strategy_kwargs(args)}
+
+    def probabilities(self) -> np.ndarray:
+        sizes = np.asarray(self.examples_per_epoch(), dtype=np.float64)
+        return _normalised(sizes ** (1.0 / self.temperature))
+
+    def strategy_settings(self) -> dict[str, Any]:
+        return {"temperature": self.temperature}
+
+    def strategy_description(self) -> str:
+        return (
+            "Tasks are drawn with probability proportional to n^(1/T), n being the task's number of training "
+            f"examples and T = {self.temperature:g} (`temperature` sampling), which gives smaller tasks more "
+            "batches than their size alone would."
+        )
+
+
+class UniformBatchSampler(DrawnTaskBatchSampler):
+    """`"uniform"`: each batch's task drawn with equal probability, whatever the tasks' sizes."""
+
+    def probabilities(self) -> np.ndarray:
+        return _normalised(np.ones(len(self.task_sizes), dtype=np.float64))
+
+    def strategy_description(self) -> str:
+        return "Every task is drawn equally often, whatever its size (`uniform`)."
+
+
+# ---------------------------------------------------------------------------- registry
+_STRATEGIES: Registry[type[MultiTaskBatchSampler]] = Registry(
+    "task sampling strategy", MultiTaskBatchSampler, "register_sampling_strategy"
+)
+
+
+def register_sampling_strategy(name: str, cls: type[MultiTaskBatchSampler]) -> type[MultiTaskBatchSampler]:
+    """Make a `MultiTaskBatchSampler` subclass available as `task_sampling_strategy=name` (arguments,
+    recipes); returns the class, so it also works as `register_sampling_strategy("name", Cls)` after the class."""
+    return _STRATEGIES.register(name, cls)
+
+
+def sampling_strategy(value: str | type[MultiTaskBatchSampler], field: str = "task_sampling_strategy") -> type[MultiTaskBatchSampler]:
+    """The batch sampler class a strategy name, import path `module:ClassName` or class stands for."""
+    return _STRATEGIES.resolve(value, field)
+
+
+def sampling_strategy_name(value: str | type[MultiTaskBatchSampler], field: str = "task_sampling_strategy") -> str:
+    """The name a strategy is recorded under in arguments, checkpoints and cards."""
+    return _STRATEGIES.name_of(sampling_strategy(value, field))
+
+
+def sampling_strategies() -> list[str]:
+    """The registered strategy names (built-ins first)."""
+    return _STRATEGIES.names()
+
+
+register_sampling_strategy("proportional", ProportionalBatchSampler)
+register_sampling_strategy("temperature", TemperatureBatchSampler)
+register_sampling_strategy("uniform", UniformBatchSampler)
+register_sampling_strategy("round_robin", RoundRobinBatchSampler)
+
+__all__ = [
+    "DrawnTaskBatchSampler",
+    "MultiTaskBatchSampler",
+    "MultiTaskDataset",
+    "ProportionalBatchSampler",
+    "RoundRobinBatchSampler",
+    "RunLength",
+    "TemperatureBatchSampler",
+    "UniformBatchSampler",
+    "register_sampling_strategy",
+    "sampling_strategies",
+    "sampling_strategy",
+    "sampling_strategy_name",
+]

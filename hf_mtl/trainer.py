@@ -2,9 +2,13 @@
 
 What it adds to the plain Trainer, and nothing more:
 - datasets are dicts keyed by task name; raw ones are tokenized and label-aligned (`prepare_datasets`);
-- training batches come from `MultiTaskBatchSampler` (one task per batch), wired in `get_train_dataloader`;
-- each training batch's loss is its head's per-batch mean times the task's weight; logs carry each task's
+- training batches come from the batch sampler of the chosen task sampling strategy (`hf_mtl.sampling`:
+  one task per batch), wired in `get_train_dataloader`;
+- each training batch's head loss (a per-batch mean) goes through the loss balancer (`hf_mtl.balancers`;
+  by default the task's static weight), whose parameters, if any, join the optimizer; logs carry each task's
   running loss as `<task>_loss`;
+- `run_record` keeps the facts of the run the model card shows (data sizes, batch mix, sampling strategy,
+  loss balancer);
 - `evaluate()` scores every task with its own metrics (`eval_<task>_<metric>`) and adds `eval_average`
   (mean of the tasks' main metrics) and `eval_loss` (mean of their unweighted losses), so
   `metric_for_best_model="average"` works with `load_best_model_at_end`; metrics see one row per raw
@@ -14,8 +18,9 @@ What it adds to the plain Trainer, and nothing more:
 - under DDP, heads a step does not use join the graph cheaply instead of DDP's unused-parameter scan, and
   their zero gradients are dropped before the optimizer step (docs/distributed.md); a launcher that starts
   several processes which do not form one group (CPU without `use_cpu=True`) is an error;
-- checkpoints carry `multitask_state.json` (sampler settings and epoch, running per-task losses), so a
-  resumed run continues the same batch order and loss history; `resume_from_checkpoint=True` skips
+- checkpoints carry `multitask_state.json` (sampler settings and epoch, running per-task losses, the loss
+  balancer's description) and, for a balancer with parameters or buffers, `loss_balancer.safetensors`, so a
+  resumed run continues the same batch order, loss history and loss balancing; `resume_from_checkpoint=True` skips
   checkpoints cut short while being written, and weights load from safetensors only.
 """
 
@@ -35,6 +40,8 @@ from typing import Any
 import numpy as np
 import torch
 from datasets import Dataset
+from safetensors.torch import load_file as load_safetensors
+from safetensors.torch import save_file as save_safetensors
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -48,6 +55,7 @@ from transformers.trainer_utils import (
 )
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME, logging
 
+from .balancers import LossBalancer, loss_balancer_class
 from .collator import MultiTaskDataCollator
 from .encoders import load_tokenizer_for
 from .evaluation import (
@@ -65,7 +73,7 @@ from .metrics import compute_task_metrics
 from .modeling_multitask import MultiTaskModel
 from .preprocessing import EXAMPLE_INDEX_COLUMN, WORD_INDEX_COLUMN, effective_max_length, prepare_datasets
 from .run_record import RunRecord
-from .sampling import MultiTaskBatchSampler, MultiTaskDataset
+from .sampling import MultiTaskBatchSampler, MultiTaskDataset, RunLength, sampling_strategy
 from .tasks import Task, TokenClassificationTask, tasks_from_config
 from .training_args import MultiTaskTrainingArguments
 
@@ -73,16 +81,8 @@ logger = logging.get_logger(__name__)
 
 #: written into every checkpoint: batch sampler settings and epoch, running losses since the last log
 MULTITASK_STATE_NAME = "multitask_state.json"
-
-#: defaults for the multi-task fields when a plain `TrainingArguments` is passed
-_ARG_DEFAULTS = {
-    "task_sampling_strategy": "proportional",
-    "sampling_temperature": 2.0,
-    "max_examples_per_task": None,
-    "task_weights": None,
-    "group_by_length": False,
-    "max_length": None,
-}
+#: written into checkpoints of runs whose loss balancer has parameters or buffers
+LOSS_BALANCER_STATE_NAME = "loss_balancer.safetensors"
 
 
 class _SortedIndexSampler(torch.utils.data.Sampler[int]):
@@ -100,19 +100,30 @@ class _SortedIndexSampler(torch.utils.data.Sampler[int]):
 
 
 class _MultiTaskStateCallback(TrainerCallback):
-    """Internal: keeps the sampler's epoch, the resumed state and unused heads' gradients in step with the loop."""
+    """Internal: keeps the sampler's epoch and run length, the resumed state, the loss balancer's gradients and
+    unused heads' gradients in step with the loop."""
 
     def __init__(self, trainer: MultiTaskTrainer):
         self._trainer = weakref.ref(trainer)
 
     def on_train_begin(self, args, state, control, **kwargs):
+        self._trainer()._set_sampler_run_length(state)
         self._trainer()._restore_multitask_state()
+        self._trainer().loss_balancer.zero_grad(set_to_none=True)
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self._trainer()._set_sampler_epoch(state)
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self._trainer()._sync_loss_balancer_grads()
         self._trainer()._drop_unused_head_grads()
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        # the Trainer zeroes the model's gradients only; the balancer sits outside the model
+        self._trainer().loss_balancer.zero_grad(set_to_none=True)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._trainer()._record_loss_balancer()
 
 
 class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
@@ -153,7 +164,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             raise TypeError(f"MultiTaskTrainer needs a MultiTaskModel with tasks, got {type(model).__name__}.")
         if args is None:
             args = MultiTaskTrainingArguments(output_dir="trainer_output")
-        for name, default in _ARG_DEFAULTS.items():
+        for name, default in MultiTaskTrainingArguments.multitask_defaults().items():
             if not hasattr(args, name):
                 setattr(args, name, default)
         self.tasks: list[Task] = tasks_from_config(config)
@@ -175,9 +186,9 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         if processing_class is None:
             processing_class = load_tokenizer_for(model, argument="processing_class")
         self.tokenizer_max_length = effective_max_length(processing_class, args.max_length, config)
-        task_weights = dict(getattr(args, "task_weights", None) or {})
-        self._check_keys(task_weights, "task_weights")
-        self.task_weights = {t.name: float(task_weights.get(t.name, 1.0)) for t in self.tasks}
+        self.loss_balancer: LossBalancer = loss_balancer_class(args.loss_balancer).from_training_args(
+            [t.name for t in self.tasks], args
+        )
 
         self.train_datasets = self._prepare(train_dataset, "train", processing_class) if train_dataset is not None else None
         self.eval_datasets = self._prepare(eval_dataset, "eval", processing_class) if eval_dataset is not None else None
@@ -185,6 +196,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         self.run_record = RunRecord(
             train_sizes={name: len(ds) for name, ds in (self.train_datasets or {}).items()},
             eval_sizes={name: len(ds) for name, ds in (self.eval_datasets or {}).items()},
+            loss_balancer=self.loss_balancer.describe(),
         )
         if data_collator is None:
             data_collator = MultiTaskDataCollator(processing_class, self.tasks)
@@ -208,9 +220,16 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         self._heads_used = torch.zeros(len(self.tasks), dtype=torch.float32)
         self._train_batch_sampler: MultiTaskBatchSampler | None = None
         self._resume_state: dict[str, Any] | None = None
+        self._resume_checkpoint: str | None = None
         # False while `prediction_step` runs: evaluation reports the heads' own losses
         self._weigh_losses = True
+        self._setup_loss_balancer()
         self.add_callback(_MultiTaskStateCallback(self))
+
+    @property
+    def task_weights(self) -> dict[str, float]:
+        """The weight each task's training loss currently gets from the loss balancer."""
+        return self.loss_balancer.current_weights()
 
     @staticmethod
     def _check_evaluation_args(args: TrainingArguments) -> None:
@@ -258,17 +277,18 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         )
 
     def make_batch_sampler(self, dataset: MultiTaskDataset) -> MultiTaskBatchSampler:
-        """The training batch sampler built from the arguments (exposed for inspection and tests)."""
+        """The training batch sampler of the arguments' `task_sampling_strategy` (exposed for inspection and
+        tests)."""
         args = self.args
-        return MultiTaskBatchSampler(
+        strategy = sampling_strategy(args.task_sampling_strategy)
+        return strategy(
             dataset,
             self._train_batch_size,
-            strategy=args.task_sampling_strategy,
-            temperature=args.sampling_temperature,
             max_examples_per_task=args.max_examples_per_task,
             group_by_length=bool(args.group_by_length) or args.train_sampling_strategy == "group_by_length",
             drop_last=args.dataloader_drop_last,
             seed=args.data_seed if args.data_seed is not None else args.seed,
+            **strategy.strategy_kwargs(args),
         )
 
     def _loader_params(self) -> dict[str, Any]:
@@ -290,6 +310,8 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             raise ValueError("MultiTaskTrainer: training requires a train_dataset.")
         sampler = self.make_batch_sampler(self.train_dataset)
         self._train_batch_sampler = sampler
+        self.run_record.batch_shares = dict(zip(sampler.task_names, (float(p) for p in sampler.probabilities())))
+        self.run_record.sampling = sampler.describe()
         loader = DataLoader(self.train_dataset, batch_sampler=sampler, **self._loader_params())
         return self.accelerator.prepare(loader)
 
@@ -319,8 +341,9 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         return_outputs: bool = False,
         num_items_in_batch: Any = None,
     ):
-        """The batch's head loss (a per-batch mean) times its task weight. Evaluation and prediction losses
-        are the head's own (`prediction_step`): weights steer training, they do not change what is measured."""
+        """The batch's head loss (a per-batch mean) through the loss balancer (by default: times its task
+        weight). Evaluation and prediction losses are the head's own (`prediction_step`): the balancer steers
+        training, it does not change what is measured."""
         inputs = dict(inputs)
         task_name = inputs.pop("task_name", None)
         if task_name is None:
@@ -336,15 +359,15 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             self._task_loss[index, 0] += loss.detach().float()
             self._task_loss[index, 1] += 1
             self._heads_used[index] += 1
-        weight = self.task_weights.get(task_name, 1.0) if self._weigh_losses else 1.0
-        if weight != 1.0:
-            loss = loss * weight
+        if self._weigh_losses:
+            loss = self.loss_balancer({task_name: loss})
         if model.training and self._touches_unused_heads(model):
             loss = loss + self._unused_heads_term(model, task_name)
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Adds `<task>_loss` (mean unweighted loss since the last log, over all processes) to training logs."""
+        """Adds `<task>_loss` (mean unweighted loss since the last log, over all processes) and the loss
+        balancer's `log_values()` (e.g. learned task weights) to training logs."""
         if "loss" in logs and not any(k.startswith("eval_") for k in logs):
             totals = self._task_loss.to(self.args.device)
             if self.args.world_size > 1:
@@ -354,7 +377,67 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
                 if count:
                     logs[f"{task.name}_loss"] = round(loss_sum / count, 6)
             self._task_loss.zero_()
+            logs.update(self.loss_balancer.log_values())
+            self._record_loss_balancer()
         super().log(logs, start_time)
+
+    # ------------------------------------------------------------------ loss balancer
+    def _setup_loss_balancer(self) -> None:
+        """Put the balancer on the training device; a balancer with parameters needs an optimizer this trainer
+        builds or one that already holds them, and a plain data-parallel run (not DeepSpeed or FSDP, whose
+        optimizers only see the model)."""
+        self.loss_balancer.to(self.args.device)
+        if not self.loss_balancer.param_groups():
+            return
+        name = self.loss_balancer.name
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            raise ValueError(
+                f"loss_balancer={name!r} has trainable parameters, which DeepSpeed and FSDP would leave out of "
+                "their optimizer; use a balancer without parameters (e.g. 'static') with them."
+            )
+        if self.optimizer is not None and not self._optimizer_holds_loss_balancer(self.optimizer):
+            raise ValueError(
+                f"loss_balancer={name!r} has trainable parameters, but the optimizer passed in `optimizers` does "
+                "not hold them. Add a parameter group with trainer.loss_balancer.param_groups() to it, or let the "
+                "trainer create the optimizer."
+            )
+
+    def _optimizer_holds_loss_balancer(self, optimizer: torch.optim.Optimizer) -> bool:
+        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        return all(id(p) in held for group in self.loss_balancer.param_groups() for p in group["params"])
+
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+        """`Trainer.create_optimizer`, plus the loss balancer's parameter groups (before the learning-rate
+        scheduler is built, so it schedules them too)."""
+        optimizer = super().create_optimizer(model)
+        if not self._optimizer_holds_loss_balancer(optimizer):
+            for group in self.loss_balancer.param_groups():
+                optimizer.add_param_group(group)
+        return optimizer
+
+    def _sync_loss_balancer_grads(self) -> None:
+        """Before each optimizer step of a multi-process run: average the balancer's gradients over processes,
+        as DDP does for the model's (the balancer is outside the DDP wrapper). A parameter no process used keeps
+        `grad=None`, so the optimizer leaves it alone, as in single-process training."""
+        params = [p for group in self.loss_balancer.param_groups() for p in group["params"]]
+        if not params or self.args.world_size <= 1:
+            return
+        device = self.args.device
+        flat = torch.cat([
+            (p.grad if p.grad is not None else torch.zeros_like(p)).detach().reshape(-1).to(device, torch.float32)
+            for p in params
+        ])
+        used = torch.tensor([float(p.grad is not None) for p in params], device=device)
+        flat = self.accelerator.reduce(flat, reduction="mean")
+        used = self.accelerator.reduce(used, reduction="sum").cpu().tolist()
+        offset = 0
+        for param, count in zip(params, used):
+            size = param.numel()
+            param.grad = flat[offset : offset + size].view_as(param).to(param.dtype).clone() if count else None
+            offset += size
+
+    def _record_loss_balancer(self) -> None:
+        self.run_record.loss_balancer = self.loss_balancer.describe()
 
     # ------------------------------------------------------------------ distributed training
     def _check_distributed_launch(self) -> None:
@@ -404,6 +487,17 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
                 for param in model.module.heads[task.name].parameters():
                     param.grad = None
 
+    def _set_sampler_run_length(self, state: Any) -> None:
+        """Tell the sampler how long this run is (for strategies that change over training)."""
+        if self._train_batch_sampler is not None:
+            self._train_batch_sampler.set_run_length(
+                RunLength(
+                    num_epochs=int(state.num_train_epochs) if state.num_train_epochs else None,
+                    max_steps=int(state.max_steps) if state.max_steps else None,
+                    batches_per_step=self.args.gradient_accumulation_steps * self.args.world_size,
+                )
+            )
+
     def _set_sampler_epoch(self, state: Any) -> None:
         """Select the epoch's batch order on the sampler itself: accelerate's `set_epoch` does not reach it
         through two wrappers (`SkipBatchSampler` around `BatchSamplerShard` when a multi-process run resumes)."""
@@ -412,8 +506,9 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
 
     # ------------------------------------------------------------------ checkpoints and resume
     def _multitask_state(self) -> dict[str, Any]:
-        """The training state a checkpoint needs beyond the Trainer's: sampler settings and epoch, and the
-        running losses since the last log (summed over processes). Collective: every process calls it."""
+        """The training state a checkpoint needs beyond the Trainer's: sampler settings and epoch, the running
+        losses since the last log (summed over processes) and the loss balancer's description (its tensors go
+        to `LOSS_BALANCER_STATE_NAME`). Collective: every process calls it."""
         totals = self._task_loss.to(self.args.device)
         tr_loss = getattr(self, "_tr_loss", None)
         since_log = (
@@ -432,11 +527,12 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             "task_loss_since_log": {t.name: row for t, row in zip(self.tasks, totals.cpu().tolist())},
             "loss_since_log": float(since_log.item()),
             "last_logged_step": int(getattr(self, "_globalstep_last_logged", self.state.global_step)),
+            "loss_balancer": self.loss_balancer.describe(),
         }
 
     def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
-        """Adds `multitask_state.json` to the checkpoint, before the Trainer's files: `trainer_state.json`,
-        written last, marks a complete checkpoint."""
+        """Adds `multitask_state.json` (and the loss balancer's tensors, if it has any) to the checkpoint,
+        before the Trainer's files: `trainer_state.json`, written last, marks a complete checkpoint."""
         state = self._multitask_state()
         if self.args.should_save:
             folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
@@ -444,7 +540,21 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             os.makedirs(output_dir, exist_ok=True)
             with open(os.path.join(output_dir, MULTITASK_STATE_NAME), "w", encoding="utf-8") as handle:
                 json.dump(state, handle, indent=2)
+            self._save_loss_balancer(output_dir)
         super()._save_checkpoint(model, trial)
+
+    def _save_loss_balancer(self, output_dir: str) -> None:
+        """The balancer's parameters and buffers as safetensors (none for a balancer without tensors)."""
+        state = self.loss_balancer.state_dict()
+        not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+        if not_tensors:
+            raise TypeError(
+                f"Loss balancer {self.loss_balancer.name!r} has non-tensor state {not_tensors} (get_extra_state); "
+                "checkpoints store a balancer's state as safetensors only: keep it in parameters or buffers."
+            )
+        if state:
+            tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+            save_safetensors(tensors, os.path.join(output_dir, LOSS_BALANCER_STATE_NAME))
 
     @staticmethod
     def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
@@ -488,14 +598,18 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         **kwargs: Any,
     ):
         """`Trainer.train`; `resume_from_checkpoint=True` picks the newest *complete* checkpoint, and a resumed
-        run also restores the task batch order (sampler settings and epoch) and the running per-task losses."""
+        run also restores the task batch order (sampler settings and epoch), the running per-task losses and
+        the loss balancer's state."""
         self._resume_state = None
+        self._resume_checkpoint = None
         if resume_from_checkpoint is not None and resume_from_checkpoint is not False:
             resume_from_checkpoint = self._resolve_checkpoint(resume_from_checkpoint)
+            self._resume_checkpoint = resume_from_checkpoint
             path = os.path.join(resume_from_checkpoint, MULTITASK_STATE_NAME)
             if os.path.isfile(path):
                 with open(path, encoding="utf-8") as handle:
                     self._resume_state = json.load(handle)
+                self._check_resumed_loss_balancer(resume_from_checkpoint, self._resume_state)
             else:
                 logger.warning(
                     f"{resume_from_checkpoint} has no {MULTITASK_STATE_NAME}: the batch order is replayed from the "
@@ -506,9 +620,13 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         )
 
     def _restore_multitask_state(self) -> None:
-        """At the start of a resumed run (after the Trainer reset its counters): check the sampler settings
-        against the checkpoint's, restore its epoch and the running losses since the last log."""
+        """At the start of a resumed run (after the Trainer reset its counters and loaded the optimizer): check
+        the sampler settings against the checkpoint's, restore its epoch, the running losses since the last log
+        and the loss balancer's state."""
         state, self._resume_state = self._resume_state, None
+        checkpoint, self._resume_checkpoint = self._resume_checkpoint, None
+        if checkpoint is not None:
+            self._restore_loss_balancer(checkpoint)
         if state is None:
             return
         saved = state.get("sampler")
@@ -544,6 +662,35 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         if isinstance(tr_loss, torch.Tensor) and "loss_since_log" in state:
             tr_loss += float(state["loss_since_log"])
             self._globalstep_last_logged = min(int(state["last_logged_step"]), self.state.global_step)
+
+    def _check_resumed_loss_balancer(self, checkpoint: str, state: Mapping[str, Any]) -> None:
+        """A run resumes with the checkpoint's balancer (checkpoints of hf_mtl 0.1 had only static weights):
+        a balancer's parameters are part of the optimizer state it resumes."""
+        saved = (state.get("loss_balancer") or {}).get("name", "static")
+        if saved != self.loss_balancer.name:
+            raise ValueError(
+                f"{checkpoint} was trained with loss balancer {saved!r} and this run uses {self.loss_balancer.name!r}. "
+                f"Resume with loss_balancer={saved!r} (its settings may change): a balancer's parameters and "
+                "their optimizer state are part of the checkpoint."
+            )
+
+    def _restore_loss_balancer(self, checkpoint: str) -> None:
+        """Load the balancer's tensors from the checkpoint (in place: the optimizer keeps referring to the same
+        parameters). Its settings are this run's arguments."""
+        balancer = self.loss_balancer
+        if not balancer.state_dict():
+            return
+        path = os.path.join(checkpoint, LOSS_BALANCER_STATE_NAME)
+        if not os.path.isfile(path):
+            logger.warning(f"{checkpoint} has no {LOSS_BALANCER_STATE_NAME}: loss balancer {balancer.name!r} starts afresh.")
+            return
+        try:
+            balancer.load_state_dict(load_safetensors(path))
+        except RuntimeError as err:
+            raise ValueError(
+                f"{path} does not fit loss balancer {balancer.name!r} (task names or settings changed?): {err}"
+            ) from None
+        self._record_loss_balancer()
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
         """Weights are loaded from safetensors only: a checkpoint holding only pickle weights is refused."""

@@ -41,6 +41,10 @@ EVAL = {
 }
 
 
+from hf_mtl.balancers import StaticWeights  # noqa: E402
+from hf_mtl.sampling import sampling_strategy  # noqa: E402
+
+
 def make_info(**overrides) -> ModelCardInfo:
     tasks = [
         TaskCardInfo.from_task(SequenceClassificationTask("sentiment", ["negative", "positive"]),
@@ -50,7 +54,9 @@ def make_info(**overrides) -> ModelCardInfo:
     ]
     kwargs = dict(
         model_name="demo-model", tasks=tasks, base_model="sentence-transformers/all-MiniLM-L6-v2", eval_results=EVAL,
-        sampling_strategy="temperature", sampling_temperature=2.0, max_examples_per_task=1000,
+        sampling=sampling_strategy("temperature")([100, 300], 8, temperature=2.0, max_examples_per_task=1000,
+                                                 task_names=["sentiment", "ner"]).describe(),
+        loss_balancer=StaticWeights(["sentiment", "ner"], {"ner": 2.0}).describe(),
         hyperparameters={"learning rate": "5e-05", "seed": 42}, repo_id="user/demo-model", language=["en"],
         license="apache-2.0", tags=["demo"], plot="training_curves.png",
     )

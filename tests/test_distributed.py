@@ -179,3 +179,37 @@ def test_launch_without_use_cpu_fails_clearly(tmp_path):
     assert result.returncode != 0
     assert "use_cpu=True" in result.stderr and "every process would train its own copy" in result.stderr
     assert not (tmp_path / "rank0.json").exists()
+
+
+# ---------------------------------------------------------------------------- a learned loss balancer
+@pytest.fixture(scope="module")
+def ddp_learned_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp_learned")
+    result = launch(out, "--loss-balancer", "learned_scale")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return out, [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+
+
+def test_learned_balancer_gradients_are_averaged_over_ranks(ddp_learned_run):
+    """docs/extending.md's balancer: loss exp(-s) L + s per batch, s a parameter outside the DDP-wrapped model.
+    Step 1 recomputed from each rank's balanced loss b (d/ds = 1 - (b - s)): SGD on the mean over ranks, the
+    same on both ranks, a task no rank used untouched."""
+    out, ranks = ddp_learned_run
+    init = 0.3
+    step1 = [rank["balancer_step1"]["log_scale"] for rank in ranks]
+    assert step1[0] == step1[1], "the ranks' balancers diverged after step 1"
+    names = [t.name for t in mtl_fixture.tasks()]
+    grads = dict.fromkeys(names, 0.0)
+    for rank in ranks:
+        first = rank["losses"][0]
+        grads[first["task"]] += (1.0 - (first["loss"] - init)) / 2
+    lr = ranks[0]["learning_rate"]
+    assert step1[0] == pytest.approx([init - lr * grads[name] for name in names], abs=1e-5)
+    assert any(g == 0.0 for g in grads.values())  # two ranks, three tasks: one task unused at step 1
+    assert ranks[0]["balancer_final"] == ranks[1]["balancer_final"]
+    first, second = (load_file(out / f"rank{r}_final.safetensors") for r in range(2))
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+    checkpoint = out / "run" / "checkpoint-4"
+    saved = load_file(checkpoint / "loss_balancer.safetensors")["log_scale"].tolist()
+    assert saved == pytest.approx(ranks[0]["balancer_final"]["log_scale"])

@@ -76,6 +76,9 @@ def test_the_card_is_built_from_card_settings_and_the_run_record(tmp_path, three
     }
     record.card_settings = CardSettings(model_name="from-settings", license="mit", language=("en",),
                                         example_text="Anna lives in Oslo.")
+    trainer.get_train_dataloader()  # builds the batch sampler, which records the batch mix and the strategy
+    assert record.sampling["name"] == "temperature" and record.sampling["settings"]["temperature"] == 3.0
+    assert record.batch_shares and abs(sum(record.batch_shares.values()) - 1) < 1e-9
     record.batch_shares = {"sentiment": 0.5, "topic": 0.25, "ner": 0.25}
     info = card_info_from_trainer(trainer)
     tasks = {t.name: t for t in info.tasks}
@@ -83,7 +86,7 @@ def test_the_card_is_built_from_card_settings_and_the_run_record(tmp_path, three
     assert tasks["topic"].data == "-" and tasks["topic"].dataset_id is None  # no source recorded
     assert [t.batch_share for t in info.tasks] == [0.5, 0.25, 0.25]
     assert [(t.num_train, t.num_eval) for t in info.tasks] == [(8, None), (8, None), (8, 8)]
-    assert (info.sampling_strategy, info.sampling_temperature) == ("temperature", 3.0)
+    assert "T = 3 (`temperature` sampling)" in info.sampling_description  # the strategy's own sentence
     assert info.model_name == "from-settings" and info.example_text == "Anna lives in Oslo."
     card = ModelCard(render_model_card(info))
     assert card.data.license == "mit" and card.data.language == ["en"]

@@ -190,3 +190,23 @@ def test_epoch_reaches_the_sampler_itself(tmp_path):
     trainer.get_train_dataloader()
     trainer.callback_handler.on_epoch_begin(trainer.args, TrainerState(epoch=2.4), trainer.control)
     assert trainer._train_batch_sampler.epoch == 2
+
+
+def test_checkpoint_of_hf_mtl_0_1_resumes(checkpoint, tmp_path):
+    # hf_mtl 0.1 wrote every sampler setting, the temperature even for other strategies, and no loss balancer
+    target = copy_checkpoint(checkpoint, tmp_path)
+    state = json.loads((target / MULTITASK_STATE_NAME).read_text())
+    del state["loss_balancer"]
+    state["sampler"]["temperature"] = 2.0
+    (target / MULTITASK_STATE_NAME).write_text(json.dumps(state))
+    trainer = make_trainer(tmp_path / "out", max_steps=3, sampling_temperature=4.0)
+    trainer.train(resume_from_checkpoint=str(target))
+    assert trainer.state.global_step == 3
+    # its balancer was the static one: a run with another balancer cannot take over its optimizer state
+    from docs_examples import docs_example
+
+    docs_example("A new loss balancer")
+    with pytest.raises(ValueError, match="trained with loss balancer 'static'"):
+        make_trainer(tmp_path / "out", max_steps=3, loss_balancer="learned_scale").train(
+            resume_from_checkpoint=str(target)
+        )

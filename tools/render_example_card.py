@@ -13,7 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from hf_mtl.balancers import StaticWeights
 from hf_mtl.card import ModelCardInfo, TaskCardInfo, render_model_card
+from hf_mtl.sampling import sampling_strategy
 from hf_mtl.tasks import SequenceClassificationTask, TokenClassificationTask
 
 EXAMPLE_CARD = Path(__file__).resolve().parents[1] / "model_cards" / "example_card.md"
@@ -51,9 +53,11 @@ def example_info() -> ModelCardInfo:
         tasks=tasks,
         base_model="sentence-transformers/all-MiniLM-L6-v2",
         eval_results=results,
-        sampling_strategy="temperature",
-        sampling_temperature=2.0,
-        max_examples_per_task=20000,
+        sampling=sampling_strategy("temperature")(
+            [67349, 6000, 14041], 32, temperature=2.0, max_examples_per_task=20000,
+            task_names=["sentiment", "topic", "ner"],
+        ).describe(),
+        loss_balancer=StaticWeights(["sentiment", "topic", "ner"], {"ner": 2.0}).describe(),
         hyperparameters={
             "learning rate": "5e-05", "batch size (per device)": 32, "effective batch size": 32, "max steps": 3000,
             "optimizer steps": 3000, "warmup steps": "0.1 (fraction of training)", "learning-rate schedule": "linear",

@@ -8,6 +8,9 @@ step, the world size it saw and the checkpoints it wrote; OUT/rank<r>_final.safe
 weights. Rank 0 also writes init.safetensors and step1.safetensors (weights before/after step 1),
 step1_batches<r> (each rank's first batch) and the trainer's log history. Plain SGD (no momentum, clipping
 or schedule) with weight decay, so step 1 can be recomputed in one process by the test.
+
+With `--loss-balancer learned_scale` the run uses docs/extending.md's learned balancer, and each rank also
+records the balancer's parameters after step 1 and at the end.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/, for docs_examples
 
 import mtl_fixture  # noqa: E402  (sets HF_HUB_OFFLINE before transformers is imported)
 import torch  # noqa: E402
@@ -57,12 +61,18 @@ class Recorder(MultiTaskTrainer):
 
 
 class Step1Weights(TrainerCallback):
+    """Rank 0 saves the weights after step 1; every rank records its loss balancer's tensors then."""
+
     def __init__(self, out: str):
         self.out = out
+        self.trainer: Recorder | None = None
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step == 1 and state.is_world_process_zero:
             save_file(weights(model), os.path.join(self.out, "step1.safetensors"))
+        if state.global_step == 1:
+            balancer = self.trainer.loss_balancer.state_dict()
+            self.trainer.record["balancer_step1"] = {k: v.tolist() for k, v in balancer.items()}
 
 
 def audit_writes(root: str, log: list) -> None:
@@ -86,7 +96,14 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--no-use-cpu", action="store_true")
     parser.add_argument("--max-steps", type=int, default=4)
+    parser.add_argument("--loss-balancer", default="static")
     options = parser.parse_args()
+    balancer_kwargs = {}
+    if options.loss_balancer == "learned_scale":
+        from docs_examples import docs_example
+
+        docs_example("A new loss balancer")  # registers it
+        balancer_kwargs = {"init": 0.3}
     out = options.out
     os.makedirs(out, exist_ok=True)
 
@@ -109,15 +126,19 @@ def main() -> None:
         report_to="none",
         seed=7,
         disable_tqdm=True,
+        loss_balancer=options.loss_balancer,
+        loss_balancer_kwargs=balancer_kwargs,
     )
+    step1 = Step1Weights(out)
     trainer = Recorder(
         model=model,
         args=args,
         train_dataset=mtl_fixture.datasets(),
         processing_class=mtl_fixture.tokenizer(),
-        callbacks=[Step1Weights(out)],
+        callbacks=[step1],
         out=out,
     )
+    step1.trainer = trainer
     if trainer.args.process_index == 0:
         sampler = trainer.make_batch_sampler(trainer.train_dataset)
         sampler.set_epoch(0)
@@ -155,6 +176,7 @@ def main() -> None:
         decay_parameters=trainer.get_decay_parameter_names(trainer.model),
         learning_rate=args.learning_rate,
         weight_decay=args.weight_decay,
+        balancer_final={k: v.tolist() for k, v in trainer.loss_balancer.state_dict().items()},
     )
     rank = trainer.args.process_index
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
