@@ -22,7 +22,15 @@ from .modeling_multitask import (
 from .pipeline import InvalidInputError, MultiTaskPipeline, register_pipeline
 from .preprocessing import prepare_dataset, prepare_datasets
 from .sampling import MultiTaskBatchSampler, MultiTaskDataset
-from .tasks import SequenceClassificationTask, Task, TokenClassificationTask, task_from_config, tasks_from_config
+from .tasks import (
+    SequenceClassificationTask,
+    Task,
+    TokenClassificationTask,
+    WordLevelTask,
+    register_task_kind,
+    task_from_config,
+    tasks_from_config,
+)
 from .trainer import MultiTaskTrainer
 from .training_args import MultiTaskTrainingArguments
 
@@ -59,9 +67,11 @@ __all__ = [
     "Task",
     "TaskModelOutput",
     "TokenClassificationTask",
+    "WordLevelTask",
     "compute_task_metrics",
     "prepare_dataset",
     "prepare_datasets",
+    "register_task_kind",
     "task_from_config",
     "tasks_from_config",
 ]

@@ -359,18 +359,29 @@ def test_checkpoint_loads_without_hf_mtl_via_trust_remote_code(tmp_path):
         torch.testing.assert_close(torch.tensor(out["logits"][name]), torch.tensor(expected[name]))
 
 
-def test_checkpoint_code_is_self_contained():
+def test_checkpoint_code_is_self_contained(tmp_path):
+    from pathlib import Path
+
+    from transformers.dynamic_module_utils import get_relative_import_files
+
     import hf_mtl.configuration_multitask as cfg_module
     import hf_mtl.modeling_multitask as model_module
 
+    # what save_pretrained copies into a checkpoint: the two files and their relative imports, recursively
+    copied = {Path(cfg_module.__file__), Path(model_module.__file__)}
     for module in (cfg_module, model_module):
-        source = open(module.__file__).read()
-        imports = [line.strip() for line in source.splitlines() if line.strip().startswith(("import ", "from "))]
-        for line in imports:
-            allowed = ("torch", "transformers", "__future__", ".configuration_multitask", "typing", "dataclasses",
-                       "collections", "inspect", "os", "re", "copy", "difflib")
-            target = line.split()[1]
-            assert target.split(".")[0] in allowed or target in allowed, f"{module.__name__}: {line}"
+        copied |= {Path(f) for f in get_relative_import_files(module.__file__)}
+    assert sorted(p.name for p in copied) == ["configuration_multitask.py", "heads_multitask.py", "modeling_multitask.py"]
+    make_model(ALL_KINDS).save_pretrained(tmp_path)
+    assert {p.name for p in copied} <= {p.name for p in tmp_path.iterdir()}
+    relative = tuple(f".{p.stem}" for p in copied)
+    allowed = ("torch", "transformers", "__future__", "typing", "dataclasses", "collections", "inspect", "os", "re",
+               "copy", "difflib", *relative)
+    for path in copied:
+        for line in (line.strip() for line in path.read_text().splitlines()):
+            if line.startswith(("import ", "from ")):
+                target = line.split()[1]
+                assert target.split(".")[0] in allowed or target in allowed, f"{path.name}: {line}"
 
 
 def test_from_encoder_keeps_sdpa_attention_and_is_padding_independent(minilm_dir, tokenizer):
