@@ -47,7 +47,7 @@ def check_label_count(task_name: str, problem_type: str, labels: list[str], mini
         )
 
 
-def normalize_task_dict(task: dict[str, Any]) -> dict[str, Any]:
+def normalize_task_dict(entry: dict[str, Any]) -> dict[str, Any]:
     """Validate one task entry of `MultiTaskConfig.tasks` and restore integer `id2label` keys.
 
     The generic rules (a valid, unique-able name; `id2label`/`label2id` describing labels 0..n-1) are checked
@@ -56,26 +56,26 @@ def normalize_task_dict(task: dict[str, Any]) -> dict[str, Any]:
     JSON turns the integer keys of `id2label` into strings; this undoes that and fills whichever of
     `id2label`/`label2id` is missing from the other.
     """
-    if not isinstance(task, dict):
-        raise TypeError(f"Each entry of MultiTaskConfig.tasks must be a dict, got {type(task).__name__}: {task!r}")
-    task = copy.deepcopy(task)
-    name = task.get("name")
+    if not isinstance(entry, dict):
+        raise TypeError(f"Each entry of MultiTaskConfig.tasks must be a dict, got {type(entry).__name__}: {entry!r}")
+    entry = copy.deepcopy(entry)
+    name = entry.get("name")
     if not isinstance(name, str) or not _TASK_NAME_RE.match(name):
         raise ValueError(
             f"Task name {name!r} is not valid: expected a non-empty string of letters, digits, '_' or '-' "
             "that does not start with a digit (it names a sub-module of the model)."
         )
-    task_type = task.get("task_type")
+    task_type = entry.get("task_type")
     head = head_class(task_type, name)
-    problem_type = task.get("problem_type") or head.problem_types[0]
+    problem_type = entry.get("problem_type") or head.problem_types[0]
     if problem_type not in head.problem_types:
         raise ValueError(
             f"Task {name!r}: problem_type {problem_type!r} is not valid for {task_type}; "
             f"expected one of {list(head.problem_types)}."
         )
-    task["problem_type"] = problem_type
-    id2label = task.get("id2label")
-    label2id = task.get("label2id")
+    entry["problem_type"] = problem_type
+    id2label = entry.get("id2label")
+    label2id = entry.get("label2id")
     if id2label is None and label2id is not None:
         id2label = {int(i): label for label, i in label2id.items()}
     if id2label is None:
@@ -83,13 +83,13 @@ def normalize_task_dict(task: dict[str, Any]) -> dict[str, Any]:
     id2label = {int(i): str(label) for i, label in id2label.items()}
     if sorted(id2label) != list(range(len(id2label))) or not id2label:
         raise ValueError(f"Task {name!r}: id2label keys must be 0..n-1 with n >= 1, got {sorted(id2label)}.")
-    task["id2label"] = dict(sorted(id2label.items()))
-    task["label2id"] = {label: i for i, label in task["id2label"].items()}
-    if len(task["label2id"]) != len(task["id2label"]):
-        raise ValueError(f"Task {name!r}: label names must be unique, got {list(task['id2label'].values())}.")
-    check_label_count(name, problem_type, list(task["id2label"].values()), head.min_labels(problem_type))
-    head.check_entry(task)
-    return task
+    entry["id2label"] = dict(sorted(id2label.items()))
+    entry["label2id"] = {label: i for i, label in entry["id2label"].items()}
+    if len(entry["label2id"]) != len(entry["id2label"]):
+        raise ValueError(f"Task {name!r}: label names must be unique, got {list(entry['id2label'].values())}.")
+    check_label_count(name, problem_type, list(entry["id2label"].values()), head.min_labels(problem_type))
+    head.check_entry(entry)
+    return entry
 
 
 class MultiTaskConfig(PreTrainedConfig):

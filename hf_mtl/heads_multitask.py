@@ -67,7 +67,8 @@ class TaskHead(nn.Module):
 
     Subclasses set `task_type` (the config entries' `"task_type"`), `problem_types` (the first is the
     default), `token_level` (True when the head predicts per token: its logits are `(batch, seq_len, ...)` and
-    its training data are word-aligned) and implement `__init__(config, task)` (layers), `forward(encoding)`
+    its training data are word-aligned) and implement `__init__(config, entry)` (layers, from the model config
+    and the task's config entry), `forward(encoding)`
     (logits from a `SharedEncoding`) and `loss(logits, labels)` (the per-batch mean loss). Register them with
     `register_head`.
     """
@@ -76,11 +77,11 @@ class TaskHead(nn.Module):
     problem_types: ClassVar[tuple[str, ...]] = ()
     token_level: ClassVar[bool] = False
 
-    def __init__(self, config: Any, task: Mapping[str, Any]):
+    def __init__(self, config: Any, entry: Mapping[str, Any]):
         super().__init__()
-        self.task_name = task["name"]
-        self.problem_type = task["problem_type"]
-        self.num_labels = len(task["id2label"])
+        self.task_name = entry["name"]
+        self.problem_type = entry["problem_type"]
+        self.num_labels = len(entry["id2label"])
 
     @classmethod
     def min_labels(cls, problem_type: str) -> int:
@@ -88,12 +89,12 @@ class TaskHead(nn.Module):
         return 1
 
     @classmethod
-    def check_entry(cls, task: Mapping[str, Any]) -> None:
+    def check_entry(cls, entry: Mapping[str, Any]) -> None:
         """Kind-specific checks of a normalised config entry beyond problem type and label count; raise
         `ValueError` naming the task."""
 
     @classmethod
-    def view_problem_type(cls, task: Mapping[str, Any]) -> str | None:
+    def view_problem_type(cls, entry: Mapping[str, Any]) -> str | None:
         """`config.problem_type` of a single-task view of this head (transformers knows only the three
         sequence-level ones; None for the others)."""
         return None
@@ -124,8 +125,8 @@ class SequenceClassificationHead(TaskHead):
     task_type = SEQUENCE_CLASSIFICATION
     problem_types = (SINGLE_LABEL, MULTI_LABEL, REGRESSION)
 
-    def __init__(self, config: Any, task: Mapping[str, Any]):
-        super().__init__(config, task)
+    def __init__(self, config: Any, entry: Mapping[str, Any]):
+        super().__init__(config, entry)
         hidden_size = config.encoder.hidden_size
         self.dense = nn.Linear(hidden_size, hidden_size)
         self.dropout = nn.Dropout(config.head_dropout)
@@ -136,8 +137,8 @@ class SequenceClassificationHead(TaskHead):
         return 2 if problem_type == SINGLE_LABEL else 1
 
     @classmethod
-    def view_problem_type(cls, task: Mapping[str, Any]) -> str | None:
-        return task["problem_type"]
+    def view_problem_type(cls, entry: Mapping[str, Any]) -> str | None:
+        return entry["problem_type"]
 
     def forward(self, encoding: SharedEncoding) -> torch.Tensor:
         x = torch.tanh(self.dense(self.dropout(encoding.pooled())))
@@ -163,8 +164,8 @@ class TokenClassificationHead(TaskHead):
     problem_types = (TOKEN_CLASSIFICATION,)
     token_level = True
 
-    def __init__(self, config: Any, task: Mapping[str, Any]):
-        super().__init__(config, task)
+    def __init__(self, config: Any, entry: Mapping[str, Any]):
+        super().__init__(config, entry)
         self.dropout = nn.Dropout(config.head_dropout)
         self.classifier = nn.Linear(config.encoder.hidden_size, self.num_labels)
 

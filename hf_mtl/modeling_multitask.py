@@ -83,7 +83,7 @@ def _task_entries(tasks: Iterable[Any]) -> list[dict[str, Any]]:
             entries.append(dict(task))
         else:
             raise TypeError(
-                f"tasks must hold hf_mtl task specs (SequenceClassificationTask, TokenClassificationTask) or "
+                f"tasks must hold hf_mtl task specs (SequenceClassificationTask, TokenClassificationTask, ...) or "
                 f"dicts; got {type(task).__name__}: {task!r}"
             )
     return entries
@@ -220,8 +220,8 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         self.encoder = encoder
         self._encoder_kwargs = set(inspect.signature(self.encoder.forward).parameters)
         self.heads = nn.ModuleDict()
-        for task in config.tasks:  # in the config's order: the order heads draw their initial weights
-            self.heads[task["name"]] = head_class(task["task_type"], task["name"])(config, task)
+        for entry in config.tasks:  # in the config's order: the order heads draw their initial weights
+            self.heads[entry["name"]] = head_class(entry["task_type"], entry["name"])(config, entry)
         self.post_init()
 
     # ------------------------------------------------------------------ construction
@@ -383,8 +383,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         `MultiTaskTaskView` subclass naming another kind in its `view_task_type`; a plain [`MultiTaskTaskView`]
         for a kind without one); `KeyError` listing the model's tasks for an unknown name.
         """
-        task = self.config.get_task(name)
-        view_class = VIEW_CLASSES.get(task["task_type"], MultiTaskTaskView)
+        view_class = VIEW_CLASSES.get(self.config.get_task(name)["task_type"], MultiTaskTaskView)
         view = view_class(copy.deepcopy(self.config), model=self, task_name=name)
         view.train(self.training)
         return view
@@ -528,13 +527,14 @@ __all__ = [
 VIEW_CLASSES: dict[str, type] = {}
 
 
-def _apply_task_labels(config: MultiTaskConfig, task: Mapping[str, Any]) -> None:
-    """Give a (copied) config the labels and problem type of one task, as single-task models carry them."""
-    config.id2label = dict(task["id2label"])
-    config.label2id = dict(task["label2id"])
+def _apply_task_labels(config: MultiTaskConfig, entry: Mapping[str, Any]) -> None:
+    """Give a (copied) config the labels and problem type of one task (its config entry), as single-task models
+    carry them."""
+    config.id2label = dict(entry["id2label"])
+    config.label2id = dict(entry["label2id"])
     # PreTrainedConfig only knows the three sequence-level problem types; the head's kind says which it has.
-    config.problem_type = head_class(task["task_type"], task["name"]).view_problem_type(task)
-    config.view_task = task["name"]
+    config.problem_type = head_class(entry["task_type"], entry["name"]).view_problem_type(entry)
+    config.view_task = entry["name"]
 
 
 class MultiTaskTaskView(MultiTaskModel):
@@ -576,14 +576,14 @@ class MultiTaskTaskView(MultiTaskModel):
                     f"{config.task_names}."
                 )
             task_name = matching[0]
-        task = config.get_task(task_name)
-        if self.view_task_type not in (None, task["task_type"]):
+        entry = config.get_task(task_name)
+        if self.view_task_type not in (None, entry["task_type"]):
             raise ValueError(
-                f"Task {task_name!r} is a {task['task_type']} task; {type(self).__name__} serves "
+                f"Task {task_name!r} is a {entry['task_type']} task; {type(self).__name__} serves "
                 f"{self.view_task_type} tasks."
             )
         self.task_name = task_name
-        _apply_task_labels(self.config, task)
+        _apply_task_labels(self.config, entry)
 
     def forward(
         self,

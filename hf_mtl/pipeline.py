@@ -23,13 +23,15 @@ inputs by length nor share one encoder pass between heads. Here a call
    input `STREAM_CHUNK_BATCHES` batches at a time, so memory stays constant however long the input is;
 2. validates every input of a list (of a stream: of a chunk) before any compute, naming its index;
 3. tokenizes them in one fast-tokenizer call, cutting long texts into strided windows
-   (`return_overflowing_tokens`) so token heads cover the whole text;
+   (`return_overflowing_tokens`) when a requested head is token-level (its kind's `TaskHead.token_level`), so
+   token heads cover the whole text;
 4. sorts the windows by length and runs the model once per batch of windows, computing every requested
    head from that single encoder pass (`MultiTaskModel.forward(tasks=...)`) under `torch.inference_mode()`;
-5. turns logits into results with numpy over whole batches (softmax, argmax, sub-word/word grouping),
-   builds Python objects only for what is returned, and puts results back in input order.
+5. hands each head's outputs to the `Postprocessor` of its kind (`hf_mtl.postprocessing`, a registry keyed by
+   `task_type`), which turns them into results with numpy over whole batches (softmax, argmax, sub-word/word
+   grouping), building Python objects only for what is returned; results come back in input order.
 
-The output formats are transformers' own: classification heads follow `TextClassificationPipeline`
+The built-in kinds' output formats are transformers' own: classification heads follow `TextClassificationPipeline`
 (`top_k`, `function_to_apply`, its `softmax`/`sigmoid` and `ClassificationFunction`; regression heads
 included); token heads follow `TokenClassificationPipeline`: `AggregationStrategy`, its softmax, its
 `aggregate_overlapping_entities` (called directly to merge entities found in overlapping windows), and its
@@ -423,9 +425,11 @@ class MultiTaskPipeline(Pipeline):
     def _check_per_task(self, value: Any, name: str, check: Any, expected: str | None, convert: Any = None) -> Any:
         """Validate a parameter given for all heads or as {task_name: value}; returns it (converted)."""
         if isinstance(value, Mapping):
-            for task in value:
-                self.model.config.get_task(task)
-            return {task: self._check_per_task(v, name, check, expected, convert) for task, v in value.items()}
+            for task_name in value:
+                self.model.config.get_task(task_name)
+            return {
+                task_name: self._check_per_task(v, name, check, expected, convert) for task_name, v in value.items()
+            }
         if convert is not None:
             return convert(value)
         if not check(value):

@@ -88,7 +88,7 @@ class Postprocessor:
         self.task_name = task_name
 
     @property
-    def task(self) -> Mapping[str, Any]:
+    def entry(self) -> Mapping[str, Any]:
         """The head's config entry (`name`, `task_type`, `problem_type`, `id2label`, ...)."""
         return self.pipeline.model.config.get_task(self.task_name)
 
@@ -117,9 +117,9 @@ class ClassificationPostprocessor(Postprocessor):
         )
 
     def classify(self, logits: np.ndarray, function_to_apply: Any, top_k: Any) -> list[Any]:
-        task = self.task
-        id2label = task["id2label"]
-        problem_type = task["problem_type"]
+        entry = self.entry
+        id2label = entry["id2label"]
+        problem_type = entry["problem_type"]
         if function_to_apply in (None, UNSET):  # TextClassificationPipeline.postprocess's defaults
             if problem_type == REGRESSION:
                 function_to_apply = ClassificationFunction.NONE
@@ -208,10 +208,10 @@ class TokenClassificationPostprocessor(Postprocessor):
         return softmax(logits)  # TokenClassificationPipeline.postprocess's softmax
 
     def head_info(self, ignore_labels: tuple[str, ...]) -> TokenHeadInfo:
-        task = self.task
+        id2label = self.entry["id2label"]
         info = self._info.get(ignore_labels)
-        if info is None or info.id2label != [task["id2label"][i] for i in range(len(task["id2label"]))]:
-            info = self._info[ignore_labels] = TokenHeadInfo(task["id2label"], ignore_labels)
+        if info is None or info.id2label != [id2label[i] for i in range(len(id2label))]:
+            info = self._info[ignore_labels] = TokenHeadInfo(id2label, ignore_labels)
         return info
 
     def results(self, inputs: list[PipelineInput], windows: Windows, outputs: Any, params: Mapping[str, Any]) -> list[Any]:
