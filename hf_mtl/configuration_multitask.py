@@ -38,6 +38,13 @@ def check_unique_task_names(names: list[str]) -> None:
         raise ValueError(f"Task names must be unique; {duplicates} appear more than once in {names}.")
 
 
+def check_unique_labels(task_name: str, labels: list[str]) -> None:
+    """Raise if a task's label names repeat (each names one output of its head)."""
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise ValueError(f"Task {task_name!r}: labels {duplicates} appear more than once in {labels}.")
+
+
 def check_label_count(task_name: str, problem_type: str, labels: list[str], minimum: int) -> None:
     """Raise unless a task has at least `minimum` labels (outputs); `minimum` is its kind's rule for the problem
     type (`TaskHead.min_labels`)."""
@@ -84,9 +91,8 @@ def normalize_task_dict(entry: dict[str, Any]) -> dict[str, Any]:
     if sorted(id2label) != list(range(len(id2label))) or not id2label:
         raise ValueError(f"Task {name!r}: id2label keys must be 0..n-1 with n >= 1, got {sorted(id2label)}.")
     entry["id2label"] = dict(sorted(id2label.items()))
+    check_unique_labels(name, list(entry["id2label"].values()))
     entry["label2id"] = {label: i for i, label in entry["id2label"].items()}
-    if len(entry["label2id"]) != len(entry["id2label"]):
-        raise ValueError(f"Task {name!r}: label names must be unique, got {list(entry['id2label'].values())}.")
     check_label_count(name, problem_type, list(entry["id2label"].values()), head.min_labels(problem_type))
     head.check_entry(entry)
     return entry
@@ -170,4 +176,10 @@ class MultiTaskConfig(PreTrainedConfig):
         return 0.1
 
 
-__all__ = ["MultiTaskConfig", "check_label_count", "check_unique_task_names", "normalize_task_dict"]
+__all__ = [
+    "MultiTaskConfig",
+    "check_label_count",
+    "check_unique_labels",
+    "check_unique_task_names",
+    "normalize_task_dict",
+]

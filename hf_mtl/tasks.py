@@ -30,7 +30,12 @@ import torch
 from datasets import Dataset, Sequence as SequenceFeature, Value
 
 from . import metrics, preprocessing
-from .configuration_multitask import check_label_count, check_unique_task_names, normalize_task_dict
+from .configuration_multitask import (
+    check_label_count,
+    check_unique_labels,
+    check_unique_task_names,
+    normalize_task_dict,
+)
 from .heads_multitask import (
     HEADS,
     MULTI_LABEL,
@@ -87,9 +92,7 @@ def _as_label_tuple(task_name: str, labels: Any) -> tuple[str, ...] | None:
     if isinstance(labels, str) or not isinstance(labels, Iterable):
         raise TypeError(f"Task {task_name!r}: labels must be a list of label names, got {labels!r}.")
     labels = tuple(str(label) for label in labels)
-    duplicates = sorted({label for label in labels if labels.count(label) > 1})
-    if duplicates:
-        raise ValueError(f"Task {task_name!r}: labels {duplicates} appear more than once in {list(labels)}.")
+    check_unique_labels(task_name, list(labels))
     return labels
 
 

@@ -9,10 +9,10 @@ task's `word_target_encoder`). `prepare_words` runs the steps:
    by the task;
 3. `tokenize_into_windows`: one fast-tokenizer call; a sentence longer than `max_length` tokens becomes
    windows overlapping by `stride` tokens (`return_overflowing_tokens`);
-4. `sentence_windows` groups each sentence's windows, `first_subwords` marks each word's first sub-word and
-   `best_windows` gives each word to the one window where it has most context;
-5. `align_window`: per window, the word's target on its first sub-word (on every sub-word when the task trains
-   them all), -100 elsewhere, and for evaluation the `word_index` column saying which word each token scores.
+4. `sentence_windows` groups each sentence's windows; `align_sentence` marks each word's first sub-word
+   (`first_subwords`), gives each word to the one window where it has most context (`best_windows`), and
+   `align_window` puts the word's target on its first sub-word there (on every sub-word when the task trains
+   them all), -100 elsewhere, with the `word_index` column (for evaluation) saying which word each token scores.
 """
 
 from __future__ import annotations
@@ -176,6 +176,29 @@ def align_window(
     return labels.tolist()
 
 
+def align_sentence(
+    encoded: Any,
+    start: int,
+    end: int,
+    targets: np.ndarray | None,
+    subword_targets: np.ndarray | None,
+    labels: list,
+    word_index: list,
+) -> int:
+    """Fill `labels` and `word_index` for one sentence's windows (`encoded` rows `start..end-1`): each word is
+    scored in one window (`best_windows`) on its first sub-word. Returns how many of its words some token
+    covers (words of only control or zero-width characters produce no token)."""
+    wids = [np.asarray([-1 if w is None else w for w in encoded.word_ids(i)]) for i in range(start, end)]
+    firsts = [first_subwords(ids) for ids in wids]
+    keeps = firsts if end - start == 1 else best_windows(wids, firsts)
+    covered = set()
+    for k, (ids, first, keep) in enumerate(zip(wids, firsts, keeps)):
+        word_index[start + k] = np.where(keep, ids, -1).tolist()
+        covered.update(ids[keep].tolist())
+        labels[start + k] = align_window(ids, first, keep, targets, subword_targets)
+    return len(covered)
+
+
 def prepare_words(
     task: WordLevelTask,
     dataset: Dataset,
@@ -206,21 +229,12 @@ def prepare_words(
         labels: list = [None] * len(sample_map)
         word_index: list = [None] * len(sample_map)
         for start, end in sentence_windows(sample_map):
-            wids = [np.asarray([-1 if w is None else w for w in encoded.word_ids(i)]) for i in range(start, end)]
-            firsts = [first_subwords(ids) for ids in wids]
-            keeps = firsts if end - start == 1 else best_windows(wids, firsts)
-            if end - start > 1:
-                stats["windowed"] += 1
-            sentence_targets = targets[sample_map[start]] if with_labels else None
-            subword_targets = (
-                task.subword_targets(sentence_targets) if for_training and sentence_targets is not None else None
-            )
-            covered = set()
-            for k, (ids, first, keep) in enumerate(zip(wids, firsts, keeps)):
-                word_index[start + k] = np.where(keep, ids, -1).tolist()
-                covered.update(ids[keep].tolist())
-                labels[start + k] = align_window(ids, first, keep, sentence_targets, subword_targets)
-            stats["unlabelled_words"] += len(words_batch[sample_map[start]]) - len(covered)
+            sentence = sample_map[start]
+            sentence_targets = targets[sentence] if with_labels else None
+            subword_targets = task.subword_targets(sentence_targets) if for_training and with_labels else None
+            covered = align_sentence(encoded, start, end, sentence_targets, subword_targets, labels, word_index)
+            stats["windowed"] += int(end - start > 1)
+            stats["unlabelled_words"] += len(words_batch[sentence]) - covered
         out: dict[str, list] = {k: encoded[k] for k in MODEL_INPUT_COLUMNS if k in encoded}
         if with_labels:
             out["labels"] = labels
@@ -230,7 +244,9 @@ def prepare_words(
             out[WORD_INDEX_COLUMN] = word_index
         return out
 
-    extra = {} if for_training else {EXAMPLE_INDEX_COLUMN: Value("int64"), WORD_INDEX_COLUMN: SequenceFeature(Value("int32"))}
+    extra = {}
+    if not for_training:
+        extra = {EXAMPLE_INDEX_COLUMN: Value("int64"), WORD_INDEX_COLUMN: SequenceFeature(Value("int32"))}
     features = prepared_features(tokenizer, SequenceFeature(task.word_target_feature) if with_labels else None, extra)
     prepared = map_rows(dataset, encode, features, task, split)
     report_skipped(task, split, len(dataset), len(prepared), skipped, "an empty word list")
@@ -248,6 +264,7 @@ def prepare_words(
 
 
 __all__ = [
+    "align_sentence",
     "align_window",
     "best_windows",
     "check_sentences",

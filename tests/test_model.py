@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -98,6 +99,19 @@ def test_forward_without_task_name_runs_encoder_once_for_all_heads():
     # the all-heads pass gives the same logits as per-task calls
     for name, logits in out.logits.items():
         torch.testing.assert_close(model(**_batch(), task_name=name).logits, logits)
+
+
+def test_sequence_heads_share_one_pooled_tensor_per_forward(monkeypatch):
+    import hf_mtl.heads_multitask as heads
+
+    model = make_model(ALL_KINDS).eval()
+    calls = []
+    real_pool = heads.pool
+    monkeypatch.setattr(heads, "pool", lambda *args: calls.append(args[2]) or real_pool(*args))
+    model(**_batch())  # three sequence heads and a token head
+    assert calls == ["mean"]
+    model(**_batch(), tasks=["ner"])  # no sequence head: nothing pooled
+    assert calls == ["mean"]
 
 
 def test_forward_errors():
@@ -248,8 +262,25 @@ def test_config_validation_errors():
     base = {"name": "t", "task_type": "sequence_classification", "id2label": {0: "a", 1: "b"}}
     with pytest.raises(ValueError, match="unique"):
         MultiTaskConfig(encoder=tiny_bert_config(), tasks=[base, base])
-    with pytest.raises(ValueError, match="task_type"):
+    with pytest.raises(ValueError, match="task_type") as unknown:
         MultiTaskConfig(encoder=tiny_bert_config(), tasks=[{**base, "task_type": "generation"}])
+    # an unregistered kind names the registered ones and what to do
+    assert "'generation' is not a registered task kind" in str(unknown.value)
+    assert "'sequence_classification', 'token_classification'" in str(unknown.value)
+    assert "import the package that defines it" in str(unknown.value)
+    # the kind's own rules come from its head: problem types and the label-count rule, the same as the spec's
+    with pytest.raises(ValueError, match="problem_type 'token_classification' is not valid for sequence_classification"):
+        MultiTaskConfig(encoder=tiny_bert_config(), tasks=[{**base, "problem_type": "token_classification"}])
+    one_label = "Task 't': single_label_classification needs at least 2 labels, got 1: ['a']."
+    with pytest.raises(ValueError, match=re.escape(one_label)):
+        MultiTaskConfig(encoder=tiny_bert_config(), tasks=[{**base, "id2label": {0: "a"}}])
+    with pytest.raises(ValueError, match=re.escape(one_label)):
+        SequenceClassificationTask("t", ["a"])
+    duplicated = "Task 't': labels ['a'] appear more than once in ['a', 'a']."
+    with pytest.raises(ValueError, match=re.escape(duplicated)):
+        MultiTaskConfig(encoder=tiny_bert_config(), tasks=[{**base, "id2label": {0: "a", 1: "a"}}])
+    with pytest.raises(ValueError, match=re.escape(duplicated)):
+        SequenceClassificationTask("t", ["a", "a"])
     with pytest.raises(ValueError, match="not valid"):
         MultiTaskConfig(encoder=tiny_bert_config(), tasks=[{**base, "name": "has.dot"}])
     with pytest.raises(ValueError, match="pooling"):

@@ -115,6 +115,23 @@ def test_the_plugin_kind_round_trips_through_save_and_from_pretrained(trained, t
     assert got["complexity"].shape == (2, inputs["input_ids"].shape[1], 1)
 
 
+def test_task_view_of_the_plugin_kind_is_a_generic_single_task_view(trained, tokenizer):
+    from hf_mtl import MultiTaskTaskView
+
+    model = trained["trainer"].model.eval()
+    view = model.task_view("complexity")
+    assert type(view) is MultiTaskTaskView and view.task_name == "complexity"
+    assert view.config.problem_type is None and view.config.id2label == {0: "score"}
+    inputs = tokenizer(["John lives in Paris"], return_tensors="pt")
+    labels = torch.full(inputs["input_ids"].shape, float(IGNORE_INDEX))
+    labels[0, 1] = 1.0
+    with torch.no_grad():
+        out = view(**inputs, labels=labels)
+        expected = model(**inputs, task_name="complexity").logits
+    assert torch.equal(out.logits, expected)
+    assert out.loss == pytest.approx(float((expected[0, 1, 0] - 1.0) ** 2))
+
+
 def test_predict_regroups_the_plugin_kinds_outputs_by_word(trained):
     output = trained["trainer"].predict(
         {"complexity": Dataset.from_dict({"words": [["Mary", "lives", "in", "Zürich"], ["ok"]]})}
@@ -250,19 +267,20 @@ def test_register_task_kind_refuses_what_would_break_later():
     with pytest.raises(ValueError, match="serves 'token_classification'"):
         register_task_kind(SequenceWithTokenHead)
 
-    class UnnamedHead(TokenClassificationHead):
-        task_type = ""
+    class PerTextHead(TokenClassificationHead):  # a head that is not token-level
+        task_type = "words_without_word_head"
+        token_level = False
 
     @dataclass(frozen=True)
     class WordsWithoutWordHead(WordLevelTask):
         task_type = "words_without_word_head"
-        head_class = type("SequenceHead", (TokenClassificationHead,), {"token_level": False, "task_type": ""})
+        head_class = PerTextHead
         postprocessor = TokenClassificationPostprocessor
 
     with pytest.raises(TypeError, match="needs word-aligned data"):
         register_task_kind(WordsWithoutWordHead)
     with pytest.raises(TypeError, match="takes a Task subclass"):
-        register_task_kind(UnnamedHead)
+        register_task_kind(PerTextHead)
     assert register_task_kind(WordRegressionTask) is WordRegressionTask  # the same class again: a no-op
     from hf_mtl.tasks import task_kinds
 
