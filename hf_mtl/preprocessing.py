@@ -15,7 +15,6 @@ token tasks), so results can be put back together one row per raw example and on
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
