@@ -445,7 +445,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         labels (`torch.Tensor`, *optional*):
             Targets for `task_name`: class ids `(batch,)` for single-label heads, multi-hot floats
             `(batch, num_labels)` for multi-label, floats for regression, `(batch, seq_len)` ids with -100 for
-            ignored positions for token heads.
+            ignored positions for token heads; for a kind registered outside hf_mtl, what its head's `loss` takes.
         tasks (`list[str]`, *optional*):
             Without `task_name`: which heads to compute (default all), from one encoder pass. Given with
             `task_name`, it must be `[task_name]`; anything else is a `ValueError` (the two disagree).
