@@ -23,7 +23,15 @@ from .modeling_multitask import (
 from .pipeline import InvalidInputError, MultiTaskPipeline, register_pipeline
 from .preprocessing import prepare_dataset, prepare_datasets
 from .sampling import MultiTaskBatchSampler, MultiTaskDataset, register_sampling_strategy
-from .tasks import SequenceClassificationTask, Task, TokenClassificationTask, task_from_config, tasks_from_config
+from .tasks import (
+    SequenceClassificationTask,
+    Task,
+    TokenClassificationTask,
+    WordLevelTask,
+    register_task_kind,
+    task_from_config,
+    tasks_from_config,
+)
 from .trainer import MultiTaskTrainer
 from .training_args import MultiTaskTrainingArguments
 
@@ -62,11 +70,13 @@ __all__ = [
     "Task",
     "TaskModelOutput",
     "TokenClassificationTask",
+    "WordLevelTask",
     "compute_task_metrics",
     "prepare_dataset",
     "prepare_datasets",
     "register_loss_balancer",
     "register_sampling_strategy",
+    "register_task_kind",
     "task_from_config",
     "tasks_from_config",
 ]

@@ -23,9 +23,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCardData
 
-from .configuration_multitask import TOKEN_CLASSIFICATION
 from .run_record import RunRecord
-from .tasks import MULTI_LABEL, REGRESSION, Task, tasks_from_config
+from .tasks import Task, tasks_from_config
 
 CARD_FILENAME = "README.md"
 TEMPLATE_NAME = "model_card.md.j2"
@@ -97,26 +96,19 @@ class TaskCardInfo:
     batch_share: float | None = None
     #: token classification: the labels' tag scheme (IOB2, IOBES, ...), None when they mark no entities
     tag_scheme: str | None = None
+    #: what the card calls the task's kind, and the Hub's task id for `model-index` (the task kind's wording:
+    #: `Task.card_kind`, `Task.hub_task_type`)
+    kind: str = "text classification"
+    hub_task_type: str = "text-classification"
 
     @classmethod
     def from_task(cls, task: Task, **kwargs: Any) -> TaskCardInfo:
         labels = list(task.labels or [])
         kwargs.setdefault("tag_scheme", getattr(task, "tag_scheme", None))
+        kwargs.setdefault("kind", task.card_kind)
+        kwargs.setdefault("hub_task_type", task.hub_task_type)
         return cls(name=task.name, task_type=task.task_type, problem_type=task.problem_type, labels=labels,
                    main_metric=task.main_metric, **kwargs)
-
-    @property
-    def kind(self) -> str:
-        if self.task_type == TOKEN_CLASSIFICATION:
-            return "token classification"
-        return {MULTI_LABEL: "multi-label classification", REGRESSION: "regression"}.get(
-            self.problem_type, "text classification"
-        )
-
-    @property
-    def hub_task_type(self) -> str:
-        """The Hub's task id for `model-index`."""
-        return "token-classification" if self.task_type == TOKEN_CLASSIFICATION else "text-classification"
 
 
 @dataclass

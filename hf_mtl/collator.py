@@ -1,4 +1,5 @@
-"""Collation of single-task batches: pad inputs for the batch's task, pad token labels with -100."""
+"""Collation of single-task batches: pad inputs for the batch's task; its kind shapes the labels (token labels
+padded with -100)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
-from .modeling_multitask import IGNORE_INDEX
+from .heads_multitask import IGNORE_INDEX
 from .preprocessing import MODEL_INPUT_COLUMNS
-from .tasks import REGRESSION, SINGLE_LABEL, Task, TokenClassificationTask
+from .tasks import Task
 
 
 @dataclass
@@ -53,25 +52,13 @@ class MultiTaskDataCollator:
             self.tokenizer.pad(inputs, padding=True, pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt")
         )
         has_labels = all(f.get("labels") is not None for f in features)
-        if has_labels:
-            labels = [f["labels"] for f in features]
-            if isinstance(task, TokenClassificationTask):
-                width = batch["input_ids"].shape[1]
-                padded = torch.full((len(labels), width), self.label_pad_token_id, dtype=torch.long)
-                left = getattr(self.tokenizer, "padding_side", "right") == "left"
-                for i, row in enumerate(labels):
-                    row_t = torch.as_tensor(row, dtype=torch.long)
-                    if left:
-                        padded[i, width - len(row_t) :] = row_t
-                    else:
-                        padded[i, : len(row_t)] = row_t
-                batch["labels"] = padded
-            elif task.problem_type == SINGLE_LABEL:
-                batch["labels"] = torch.as_tensor(labels, dtype=torch.long)
-            elif task.problem_type == REGRESSION and task.num_labels == 1:
-                batch["labels"] = torch.as_tensor(labels, dtype=torch.float32).reshape(-1)
-            else:
-                batch["labels"] = torch.as_tensor(labels, dtype=torch.float32)
+        if has_labels:  # shaped by the task's kind (class ids, multi-hot rows, floats, per-token ids padded)
+            batch["labels"] = task.collate_labels(
+                [f["labels"] for f in features],
+                width=batch["input_ids"].shape[1],
+                padding_side=getattr(self.tokenizer, "padding_side", "right"),
+                pad_value=self.label_pad_token_id,
+            )
         batch["task_name"] = task_name
         return batch
 

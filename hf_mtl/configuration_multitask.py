@@ -1,5 +1,6 @@
-# This file is copied into every saved checkpoint so that `AutoModel.from_pretrained(dir,
-# trust_remote_code=True)` works where hf_mtl is not installed: it must import only torch/transformers.
+# This file is copied into every saved checkpoint (with heads_multitask.py, its relative import) so that
+# `AutoModel.from_pretrained(dir, trust_remote_code=True)` works where hf_mtl is not installed: it must import
+# only torch/transformers.
 """Configuration of a multi-task model: one encoder config plus an ordered list of task heads."""
 
 from __future__ import annotations
@@ -11,50 +12,77 @@ from typing import Any
 
 from transformers import AutoConfig, PreTrainedConfig
 
+from .heads_multitask import (  # noqa: F401 - the kinds' constants, re-exported for callers of this module
+    MULTI_LABEL,
+    POOLING_MODES,
+    REGRESSION,
+    SEQUENCE_CLASSIFICATION,
+    SINGLE_LABEL,
+    TOKEN_CLASSIFICATION,
+    head_class,
+)
+
 try:  # transformers >= 5.x with fine-grained sub-config specs
     from transformers.configuration_utils import SubConfigSpec
 except ImportError:  # pragma: no cover - older 5.x releases
     SubConfigSpec = None
 
 
-SEQUENCE_CLASSIFICATION = "sequence_classification"
-TOKEN_CLASSIFICATION = "token_classification"
-TASK_TYPES = (SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION)
-PROBLEM_TYPES = {
-    SEQUENCE_CLASSIFICATION: ("single_label_classification", "multi_label_classification", "regression"),
-    TOKEN_CLASSIFICATION: ("token_classification",),
-}
-POOLING_MODES = ("mean", "cls")
 _TASK_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
 
-def normalize_task_dict(task: dict[str, Any]) -> dict[str, Any]:
+def check_unique_task_names(names: list[str]) -> None:
+    """Raise if a task name appears more than once (each names a head, a dataset key and metric keys)."""
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"Task names must be unique; {duplicates} appear more than once in {names}.")
+
+
+def check_unique_labels(task_name: str, labels: list[str]) -> None:
+    """Raise if a task's label names repeat (each names one output of its head)."""
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise ValueError(f"Task {task_name!r}: labels {duplicates} appear more than once in {labels}.")
+
+
+def check_label_count(task_name: str, problem_type: str, labels: list[str], minimum: int) -> None:
+    """Raise unless a task has at least `minimum` labels (outputs); `minimum` is its kind's rule for the problem
+    type (`TaskHead.min_labels`)."""
+    if len(labels) < minimum:
+        raise ValueError(
+            f"Task {task_name!r}: {problem_type} needs at least {minimum} labels, got {len(labels)}: {labels}."
+        )
+
+
+def normalize_task_dict(entry: dict[str, Any]) -> dict[str, Any]:
     """Validate one task entry of `MultiTaskConfig.tasks` and restore integer `id2label` keys.
 
+    The generic rules (a valid, unique-able name; `id2label`/`label2id` describing labels 0..n-1) are checked
+    here; the rules of the task's kind (its problem types and label count) come from the head registered for
+    its `task_type` (`hf_mtl.heads_multitask`), so an unregistered kind is an error naming the registered ones.
     JSON turns the integer keys of `id2label` into strings; this undoes that and fills whichever of
     `id2label`/`label2id` is missing from the other.
     """
-    if not isinstance(task, dict):
-        raise TypeError(f"Each entry of MultiTaskConfig.tasks must be a dict, got {type(task).__name__}: {task!r}")
-    task = copy.deepcopy(task)
-    name = task.get("name")
+    if not isinstance(entry, dict):
+        raise TypeError(f"Each entry of MultiTaskConfig.tasks must be a dict, got {type(entry).__name__}: {entry!r}")
+    entry = copy.deepcopy(entry)
+    name = entry.get("name")
     if not isinstance(name, str) or not _TASK_NAME_RE.match(name):
         raise ValueError(
             f"Task name {name!r} is not valid: expected a non-empty string of letters, digits, '_' or '-' "
             "that does not start with a digit (it names a sub-module of the model)."
         )
-    task_type = task.get("task_type")
-    if task_type not in TASK_TYPES:
-        raise ValueError(f"Task {name!r}: task_type {task_type!r} is not one of {list(TASK_TYPES)}.")
-    problem_type = task.get("problem_type") or PROBLEM_TYPES[task_type][0]
-    if problem_type not in PROBLEM_TYPES[task_type]:
+    task_type = entry.get("task_type")
+    head = head_class(task_type, name)
+    problem_type = entry.get("problem_type") or head.problem_types[0]
+    if problem_type not in head.problem_types:
         raise ValueError(
             f"Task {name!r}: problem_type {problem_type!r} is not valid for {task_type}; "
-            f"expected one of {list(PROBLEM_TYPES[task_type])}."
+            f"expected one of {list(head.problem_types)}."
         )
-    task["problem_type"] = problem_type
-    id2label = task.get("id2label")
-    label2id = task.get("label2id")
+    entry["problem_type"] = problem_type
+    id2label = entry.get("id2label")
+    label2id = entry.get("label2id")
     if id2label is None and label2id is not None:
         id2label = {int(i): label for label, i in label2id.items()}
     if id2label is None:
@@ -62,13 +90,12 @@ def normalize_task_dict(task: dict[str, Any]) -> dict[str, Any]:
     id2label = {int(i): str(label) for i, label in id2label.items()}
     if sorted(id2label) != list(range(len(id2label))) or not id2label:
         raise ValueError(f"Task {name!r}: id2label keys must be 0..n-1 with n >= 1, got {sorted(id2label)}.")
-    task["id2label"] = dict(sorted(id2label.items()))
-    task["label2id"] = {label: i for i, label in task["id2label"].items()}
-    if len(task["label2id"]) != len(task["id2label"]):
-        raise ValueError(f"Task {name!r}: label names must be unique, got {list(task['id2label'].values())}.")
-    if problem_type == "single_label_classification" and len(id2label) < 2:
-        raise ValueError(f"Task {name!r}: single-label classification needs at least 2 labels, got {len(id2label)}.")
-    return task
+    entry["id2label"] = dict(sorted(id2label.items()))
+    check_unique_labels(name, list(entry["id2label"].values()))
+    entry["label2id"] = {label: i for i, label in entry["id2label"].items()}
+    check_label_count(name, problem_type, list(entry["id2label"].values()), head.min_labels(problem_type))
+    head.check_entry(entry)
+    return entry
 
 
 class MultiTaskConfig(PreTrainedConfig):
@@ -78,8 +105,9 @@ class MultiTaskConfig(PreTrainedConfig):
         encoder (`PreTrainedConfig` or `dict`):
             Configuration of the shared encoder (any `AutoModel` encoder: BERT, RoBERTa, DeBERTa-v2, ...).
         tasks (`list[dict]`):
-            The heads, in order. Each dict holds `name`, `task_type` (`"sequence_classification"` or
-            `"token_classification"`), `problem_type`, `id2label` and `label2id`, plus any column settings
+            The heads, in order. Each dict holds `name`, `task_type` (a registered task kind:
+            `"sequence_classification"`, `"token_classification"` or one registered with
+            `hf_mtl.register_task_kind`), `problem_type`, `id2label` and `label2id`, plus any column settings
             of the task spec it was made from. The list order is the model's task order.
         pooling (`str`, defaults to `"mean"`):
             How sequence heads pool the encoder output: `"mean"` (mask-aware mean over tokens) or `"cls"`
@@ -110,10 +138,7 @@ class MultiTaskConfig(PreTrainedConfig):
             encoder = dict(self.encoder)
             self.encoder = AutoConfig.for_model(encoder.pop("model_type", "bert"), **encoder)
         tasks = [normalize_task_dict(t) for t in (self.tasks or [])]
-        names = [t["name"] for t in tasks]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"Task names must be unique; {duplicates} appear more than once in {names}.")
+        check_unique_task_names([t["name"] for t in tasks])
         self.tasks = tasks
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling={self.pooling!r} is not supported; expected one of {list(POOLING_MODES)}.")
@@ -151,4 +176,10 @@ class MultiTaskConfig(PreTrainedConfig):
         return 0.1
 
 
-__all__ = ["MultiTaskConfig"]
+__all__ = [
+    "MultiTaskConfig",
+    "check_label_count",
+    "check_unique_labels",
+    "check_unique_task_names",
+    "normalize_task_dict",
+]

@@ -1,4 +1,5 @@
-"""Offline metrics, one function per kind of head (no `evaluate.load`, which fetches from the Hub).
+"""Offline metrics, one function per kind of head (no `evaluate.load`, which fetches from the Hub); each task
+kind picks its function (`Task.compute_metrics`).
 
 The names returned here are the metric names everywhere: `evaluate()` reports them as
 `eval_<task>_<name>`, and the model card and benchmarks read them back. Each task's headline metric is
@@ -10,14 +11,16 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats
 
-from .modeling_multitask import IGNORE_INDEX
+from .heads_multitask import IGNORE_INDEX
 from .tag_schemes import BILOU, IOE1, detect_tag_scheme, split_tag
-from .tasks import MULTI_LABEL, REGRESSION, SINGLE_LABEL, Task, TokenClassificationTask
+
+if TYPE_CHECKING:  # pragma: no cover - tasks.py imports this module
+    from .tasks import Task
 
 
 def _f1_per_class(pred: np.ndarray, gold: np.ndarray, num_labels: int) -> np.ndarray:
@@ -156,18 +159,11 @@ def token_metrics(
 
 
 def compute_task_metrics(task: Task, predictions: Any, label_ids: Any) -> dict[str, float]:
-    """The metrics of one task's evaluation predictions (logits) and gold labels."""
+    """The metrics of one task's evaluation predictions (logits; the first array of a tuple) and gold labels:
+    those its kind picks from the functions above (`Task.compute_metrics`)."""
     if isinstance(predictions, (tuple, list)):
         predictions = predictions[0]
-    if isinstance(task, TokenClassificationTask):
-        return token_metrics(predictions, label_ids, task.id2label, task_name=task.name)
-    if task.problem_type == SINGLE_LABEL:
-        return single_label_metrics(predictions, label_ids)
-    if task.problem_type == MULTI_LABEL:
-        return multi_label_metrics(predictions, label_ids)
-    if task.problem_type == REGRESSION:
-        return regression_metrics(predictions, label_ids)
-    raise ValueError(f"No metrics for task {task.name!r} of problem type {task.problem_type!r}.")
+    return task.compute_metrics(predictions, label_ids)
 
 
 __all__ = [

@@ -1,6 +1,8 @@
-# This file is copied into every saved checkpoint (with configuration_multitask.py) so that
-# `AutoModel.from_pretrained(dir, trust_remote_code=True)` works without hf_mtl: import only torch/transformers.
-"""A shared pretrained encoder with named heads for sequence and token classification."""
+# This file is copied into every saved checkpoint (with configuration_multitask.py and heads_multitask.py, its
+# relative imports) so that `AutoModel.from_pretrained(dir, trust_remote_code=True)` works without hf_mtl:
+# import only torch/transformers.
+"""A shared pretrained encoder with named task heads; each head is the `TaskHead` registered for its task's kind
+(`hf_mtl.heads_multitask`), which owns its layers and loss."""
 
 from __future__ import annotations
 
@@ -18,11 +20,16 @@ from transformers import MODEL_MAPPING, AutoModel, PreTrainedConfig, PreTrainedM
 from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
 
-from .configuration_multitask import (
+from .configuration_multitask import MultiTaskConfig, normalize_task_dict
+from .heads_multitask import (  # noqa: F401 - the heads and IGNORE_INDEX are re-exported for callers of this module
+    IGNORE_INDEX,
     SEQUENCE_CLASSIFICATION,
     TOKEN_CLASSIFICATION,
-    MultiTaskConfig,
-    normalize_task_dict,
+    SequenceClassificationHead,
+    SharedEncoding,
+    TaskHead,
+    TokenClassificationHead,
+    head_class,
 )
 
 try:
@@ -31,8 +38,6 @@ except ImportError:  # pragma: no cover
     _init = nn.init
 
 logger = logging.get_logger(__name__)
-
-IGNORE_INDEX = -100
 
 
 @dataclass
@@ -68,32 +73,6 @@ class MultiTaskModelOutput(ModelOutput):
     attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
-class SequenceClassificationHead(nn.Module):
-    """Pooled encoding -> dropout -> dense + tanh -> dropout -> linear (the RoBERTa-style head)."""
-
-    def __init__(self, hidden_size: int, num_labels: int, dropout: float):
-        super().__init__()
-        self.dense = nn.Linear(hidden_size, hidden_size)
-        self.dropout = nn.Dropout(dropout)
-        self.out_proj = nn.Linear(hidden_size, num_labels)
-
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        x = torch.tanh(self.dense(self.dropout(pooled)))
-        return self.out_proj(self.dropout(x))
-
-
-class TokenClassificationHead(nn.Module):
-    """Per-token dropout -> linear."""
-
-    def __init__(self, hidden_size: int, num_labels: int, dropout: float):
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(hidden_size, num_labels)
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(hidden_states))
-
-
 def _task_entries(tasks: Iterable[Any]) -> list[dict[str, Any]]:
     """Turn task specs (objects with `to_config_dict()`) or plain dicts into config entries."""
     entries = []
@@ -104,7 +83,7 @@ def _task_entries(tasks: Iterable[Any]) -> list[dict[str, Any]]:
             entries.append(dict(task))
         else:
             raise TypeError(
-                f"tasks must hold hf_mtl task specs (SequenceClassificationTask, TokenClassificationTask) or "
+                f"tasks must hold hf_mtl task specs (SequenceClassificationTask, TokenClassificationTask, ...) or "
                 f"dicts; got {type(task).__name__}: {task!r}"
             )
     return entries
@@ -191,29 +170,6 @@ def _check_safetensors_checkpoint(pretrained_model_name_or_path: Any, kwargs: di
         _check_safetensors_file(path)
 
 
-def _head_loss(task: Mapping[str, Any], logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-batch mean loss of one head (token heads: mean over labelled tokens)."""
-    problem_type = task["problem_type"]
-    num_labels = logits.shape[-1]
-    if problem_type == "single_label_classification" or task["task_type"] == TOKEN_CLASSIFICATION:
-        flat_labels = labels.reshape(-1).long()
-        if not bool((flat_labels != IGNORE_INDEX).any()):
-            # A batch whose words were all cut away has nothing to learn from; avoid a NaN mean.
-            return logits.sum() * 0.0
-        return nn.functional.cross_entropy(
-            logits.reshape(-1, num_labels).float(), flat_labels.to(logits.device), ignore_index=IGNORE_INDEX
-        )
-    if problem_type == "multi_label_classification":
-        return nn.functional.binary_cross_entropy_with_logits(
-            logits.float(), labels.to(device=logits.device, dtype=torch.float32)
-        )
-    # regression
-    target = labels.to(device=logits.device, dtype=torch.float32)
-    if num_labels == 1:
-        return nn.functional.mse_loss(logits.squeeze(-1).float(), target.reshape(-1))
-    return nn.functional.mse_loss(logits.float(), target)
-
-
 class MultiTaskPreTrainedModel(PreTrainedModel):
     """Base class wiring [`MultiTaskConfig`] into transformers' loading, saving and initialisation."""
 
@@ -263,11 +219,9 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             config.encoder = encoder.config
         self.encoder = encoder
         self._encoder_kwargs = set(inspect.signature(self.encoder.forward).parameters)
-        hidden_size = config.encoder.hidden_size
-        dropout = config.head_dropout
         self.heads = nn.ModuleDict()
-        for task in config.tasks:
-            self.heads[task["name"]] = self._build_head(task, hidden_size, dropout)
+        for entry in config.tasks:  # in the config's order: the order heads draw their initial weights
+            self.heads[entry["name"]] = head_class(entry["task_type"], entry["name"])(config, entry)
         self.post_init()
 
     # ------------------------------------------------------------------ construction
@@ -290,13 +244,6 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
     @classmethod
     def _encoder_from_config(cls, encoder_config: PreTrainedConfig) -> PreTrainedModel:
         return AutoModel.from_config(encoder_config, **cls._encoder_init_kwargs(encoder_config))
-
-    @staticmethod
-    def _build_head(task: Mapping[str, Any], hidden_size: int, dropout: float) -> nn.Module:
-        num_labels = len(task["id2label"])
-        if task["task_type"] == TOKEN_CLASSIFICATION:
-            return TokenClassificationHead(hidden_size, num_labels, dropout)
-        return SequenceClassificationHead(hidden_size, num_labels, dropout)
 
     @classmethod
     def from_encoder(
@@ -431,15 +378,12 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         Its config carries that task's `id2label`/`label2id`/`problem_type` and its forward returns that head's
         logits (and loss, with `labels`), so transformers' built-in `text-classification` /
         `token-classification` pipelines (and anything else expecting a `*ForSequenceClassification` /
-        `*ForTokenClassification` model) run on one head. Returns a [`MultiTaskForSequenceClassification`] or
-        [`MultiTaskForTokenClassification`]; `KeyError` listing the model's tasks for an unknown name.
+        `*ForTokenClassification` model) run on one head. Returns the view class of the task's kind
+        ([`MultiTaskForSequenceClassification`], [`MultiTaskForTokenClassification`], or the
+        `MultiTaskTaskView` subclass naming another kind in its `view_task_type`; a plain [`MultiTaskTaskView`]
+        for a kind without one); `KeyError` listing the model's tasks for an unknown name.
         """
-        task = self.config.get_task(name)
-        view_class = (
-            MultiTaskForTokenClassification
-            if task["task_type"] == TOKEN_CLASSIFICATION
-            else MultiTaskForSequenceClassification
-        )
+        view_class = VIEW_CLASSES.get(self.config.get_task(name)["task_type"], MultiTaskTaskView)
         view = view_class(copy.deepcopy(self.config), model=self, task_name=name)
         view.train(self.training)
         return view
@@ -451,14 +395,6 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         self.encoder.set_input_embeddings(value)
 
     # ------------------------------------------------------------------ forward
-    def _pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        if self.config.pooling == "cls":
-            return hidden[:, 0]
-        if attention_mask is None:
-            return hidden.mean(dim=1)
-        mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
-        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-
     def encode(
         self,
         input_ids: torch.Tensor | None = None,
@@ -509,7 +445,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         labels (`torch.Tensor`, *optional*):
             Targets for `task_name`: class ids `(batch,)` for single-label heads, multi-hot floats
             `(batch, num_labels)` for multi-label, floats for regression, `(batch, seq_len)` ids with -100 for
-            ignored positions for token heads.
+            ignored positions for token heads; for a kind registered outside hf_mtl, what its head's `loss` takes.
         tasks (`list[str]`, *optional*):
             Without `task_name`: which heads to compute (default all), from one encoder pass. Given with
             `task_name`, it must be `[task_name]`; anything else is a `ValueError` (the two disagree).
@@ -520,6 +456,36 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         _reject_unexpected_kwargs(self, kwargs)
         if return_dict is None:
             return_dict = getattr(self.config, "return_dict", True)
+        requested = self._requested_heads(task_name, tasks, labels)
+        encoded = self.encode(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        hidden = encoded.last_hidden_state
+        # one SharedEncoding per pass: heads that pool share one pooled tensor per pooling mode
+        shared = SharedEncoding(hidden, attention_mask, self.config.pooling)
+        logits = {name: self.heads[name](shared) for name in requested}
+        hidden_states = getattr(encoded, "hidden_states", None)
+        attentions = getattr(encoded, "attentions", None)
+        if task_name is not None:
+            loss = self.heads[task_name].loss(logits[task_name], labels) if labels is not None else None
+            output = TaskModelOutput(
+                loss=loss, logits=logits[task_name], hidden_states=hidden_states, attentions=attentions
+            )
+        else:
+            output = MultiTaskModelOutput(
+                logits=logits, last_hidden_state=hidden, hidden_states=hidden_states, attentions=attentions
+            )
+        return output if return_dict else output.to_tuple()
+
+    def _requested_heads(self, task_name: str | None, tasks: Any, labels: torch.Tensor | None) -> list[str]:
+        """The heads a forward call computes, in order; the errors for `task_name`/`tasks`/`labels` that
+        disagree or name unknown tasks."""
         if isinstance(tasks, str):
             raise TypeError(
                 f"tasks= takes a list of task names, got the string {tasks!r}; use task_name={tasks!r} for one head "
@@ -545,42 +511,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         for name in requested:
             if name not in self.heads:
                 raise KeyError(f"Unknown task {name!r}; this model's tasks are {self.config.task_names}.")
-
-        encoded = self.encode(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
-        hidden = encoded.last_hidden_state
-        pooled = None
-        logits: dict[str, torch.Tensor] = {}
-        for name in requested:
-            task = self.config.get_task(name)
-            if task["task_type"] == SEQUENCE_CLASSIFICATION:
-                if pooled is None:  # pooled once, shared by every sequence head
-                    pooled = self._pool(hidden, attention_mask)
-                logits[name] = self.heads[name](pooled)
-            else:
-                logits[name] = self.heads[name](hidden)
-
-        hidden_states = getattr(encoded, "hidden_states", None)
-        attentions = getattr(encoded, "attentions", None)
-        if task_name is not None:
-            loss = None
-            if labels is not None:
-                loss = _head_loss(self.config.get_task(task_name), logits[task_name], labels)
-            output = TaskModelOutput(
-                loss=loss, logits=logits[task_name], hidden_states=hidden_states, attentions=attentions
-            )
-        else:
-            output = MultiTaskModelOutput(
-                logits=logits, last_hidden_state=hidden, hidden_states=hidden_states, attentions=attentions
-            )
-        return output if return_dict else output.to_tuple()
+        return requested
 
 
 __all__ = [
@@ -592,13 +523,18 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------- single-task views
-def _apply_task_labels(config: MultiTaskConfig, task: Mapping[str, Any]) -> None:
-    """Give a (copied) config the labels and problem type of one task, as single-task models carry them."""
-    config.id2label = dict(task["id2label"])
-    config.label2id = dict(task["label2id"])
-    # PreTrainedConfig only knows the three sequence-level problem types; token heads leave it unset.
-    config.problem_type = task["problem_type"] if task["task_type"] == SEQUENCE_CLASSIFICATION else None
-    config.view_task = task["name"]
+#: task_type -> the `MultiTaskTaskView` subclass `task_view` returns for it (filled by the subclasses)
+VIEW_CLASSES: dict[str, type] = {}
+
+
+def _apply_task_labels(config: MultiTaskConfig, entry: Mapping[str, Any]) -> None:
+    """Give a (copied) config the labels and problem type of one task (its config entry), as single-task models
+    carry them."""
+    config.id2label = dict(entry["id2label"])
+    config.label2id = dict(entry["label2id"])
+    # PreTrainedConfig only knows the three sequence-level problem types; the head's kind says which it has.
+    config.problem_type = head_class(entry["task_type"], entry["name"]).view_problem_type(entry)
+    config.view_task = entry["name"]
 
 
 class MultiTaskTaskView(MultiTaskModel):
@@ -608,10 +544,18 @@ class MultiTaskTaskView(MultiTaskModel):
     Loaded on its own (`from_pretrained` of a multi-task checkpoint), it builds the whole model and answers for
     `task_name`, else `config.view_task`, else the checkpoint's first task of its kind. Its parameter names are
     those of [`MultiTaskModel`], so what it saves loads back as a multi-task model.
+
+    A subclass that sets `view_task_type` becomes the view `task_view` returns for that kind (as
+    `MultiTaskForSequenceClassification` is for `"sequence_classification"`); this class itself serves any kind.
     """
 
-    #: the kind of head this view serves; set by the subclasses
-    view_task_type: str = SEQUENCE_CLASSIFICATION
+    #: the kind of head this view serves (None: any); set by the subclasses
+    view_task_type: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("view_task_type") is not None:
+            VIEW_CLASSES[cls.view_task_type] = cls
 
     def __init__(self, config: MultiTaskConfig, model: MultiTaskModel | None = None, task_name: str | None = None):
         if model is None:
@@ -625,21 +569,21 @@ class MultiTaskTaskView(MultiTaskModel):
         if task_name is None:
             task_name = getattr(config, "view_task", None)
         if task_name is None:
-            matching = [t["name"] for t in config.tasks if t["task_type"] == self.view_task_type]
+            matching = [t["name"] for t in config.tasks if self.view_task_type in (None, t["task_type"])]
             if not matching:
                 raise ValueError(
                     f"This multi-task model has no {self.view_task_type} task to serve; its tasks are "
                     f"{config.task_names}."
                 )
             task_name = matching[0]
-        task = config.get_task(task_name)
-        if task["task_type"] != self.view_task_type:
+        entry = config.get_task(task_name)
+        if self.view_task_type not in (None, entry["task_type"]):
             raise ValueError(
-                f"Task {task_name!r} is a {task['task_type']} task; {type(self).__name__} serves "
+                f"Task {task_name!r} is a {entry['task_type']} task; {type(self).__name__} serves "
                 f"{self.view_task_type} tasks."
             )
         self.task_name = task_name
-        _apply_task_labels(self.config, task)
+        _apply_task_labels(self.config, entry)
 
     def forward(
         self,

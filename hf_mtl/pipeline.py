@@ -23,13 +23,15 @@ inputs by length nor share one encoder pass between heads. Here a call
    input `STREAM_CHUNK_BATCHES` batches at a time, so memory stays constant however long the input is;
 2. validates every input of a list (of a stream: of a chunk) before any compute, naming its index;
 3. tokenizes them in one fast-tokenizer call, cutting long texts into strided windows
-   (`return_overflowing_tokens`) so token heads cover the whole text;
+   (`return_overflowing_tokens`) when a requested head is token-level (its kind's `TaskHead.token_level`), so
+   token heads cover the whole text;
 4. sorts the windows by length and runs the model once per batch of windows, computing every requested
    head from that single encoder pass (`MultiTaskModel.forward(tasks=...)`) under `torch.inference_mode()`;
-5. turns logits into results with numpy over whole batches (softmax, argmax, sub-word/word grouping),
-   builds Python objects only for what is returned, and puts results back in input order.
+5. hands each head's outputs to the `Postprocessor` of its kind (`hf_mtl.postprocessing`, a registry keyed by
+   `task_type`), which turns them into results with numpy over whole batches (softmax, argmax, sub-word/word
+   grouping), building Python objects only for what is returned; results come back in input order.
 
-The output formats are transformers' own: classification heads follow `TextClassificationPipeline`
+The built-in kinds' output formats are transformers' own: classification heads follow `TextClassificationPipeline`
 (`top_k`, `function_to_apply`, its `softmax`/`sigmoid` and `ClassificationFunction`; regression heads
 included); token heads follow `TokenClassificationPipeline`: `AggregationStrategy`, its softmax, its
 `aggregate_overlapping_entities` (called directly to merge entities found in overlapping windows), and its
@@ -52,9 +54,7 @@ import functools
 import itertools
 import logging
 import os
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -66,17 +66,18 @@ from transformers import (
     Pipeline,
 )
 from transformers.pipelines import PIPELINE_REGISTRY
-from transformers.pipelines.text_classification import ClassificationFunction, sigmoid, softmax
-from transformers.pipelines.token_classification import AggregationStrategy, TokenClassificationPipeline
+from transformers.pipelines.text_classification import ClassificationFunction
+from transformers.pipelines.token_classification import AggregationStrategy
 from transformers.tokenization_utils_base import TruncationStrategy
 
-from .configuration_multitask import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION, MultiTaskConfig
+from .configuration_multitask import MultiTaskConfig
 from .encoders import load_tokenizer_for
 from .modeling_multitask import (
     MultiTaskForSequenceClassification,
     MultiTaskForTokenClassification,
     MultiTaskModel,
 )
+from .postprocessing import UNSET, PipelineInput, Postprocessor, Windows, postprocessor_class
 from .preprocessing import effective_max_length, effective_text_pair
 
 logger = logging.getLogger(__name__)
@@ -93,7 +94,6 @@ _PAIR_HINT = (
     "if you are trying to send a text pair, send a dict {'text': 'My text', 'text_pair': 'My pair'} "
     "(or the legacy [['My text', 'My pair']]); for pre-tokenized words pass is_split_into_words=True"
 )
-_UNSET = object()
 
 
 class InvalidInputError(ValueError, TypeError):
@@ -103,50 +103,6 @@ class InvalidInputError(ValueError, TypeError):
     `TypeError`, the type earlier versions of this pipeline raised for inputs of the wrong type, so that callers
     catching either keep working.
     """
-
-
-@dataclass
-class _Input:
-    index: int  # position in the call's inputs (in a stream: counted from its start), for messages
-    text: str | list[str]  # words when is_split_into_words
-    text_pair: str | list[str] | None = None
-    sentence: str = ""  # what token-head offsets point into: the text, or its words joined by the delimiter
-    word_starts: np.ndarray | None = None  # pre-tokenized words: each word's first character in `sentence`
-    offsets: np.ndarray | None = None  # a user's offset_mapping, (tokens, 2), by token index in the whole text
-
-
-@dataclass
-class _Windows:
-    """Tokenized windows of a call's inputs (one per input, more for long texts under token heads)."""
-
-    input_ids: list[list[int]]
-    token_type_ids: list[list[int]] | None
-    offsets: list[list[tuple[int, int]]]
-    special: list[list[int]]  # 1 for special tokens and, for text pairs, the tokens of text_pair
-    item: list[int]  # window -> input index
-    first: list[bool]  # the input's first window (the one classification heads read)
-    shift: list[int]  # window position + shift = the token's index in the whole text's tokenization
-    word_ids: list[list[int | None] | None]  # pre-tokenized input: each token's word (its offsets are within it)
-
-
-class _TokenHeadInfo:
-    """Per-label lookups of one token head, so entity grouping is array work."""
-
-    def __init__(self, id2label: Mapping[int, str], ignore_labels: Sequence[str]):
-        self.id2label = [id2label[i] for i in range(len(id2label))]
-        ignore = set(ignore_labels)
-        tags: dict[str, int] = {}
-        is_b, tag_ids = [], []
-        for label in self.id2label:  # TokenClassificationPipeline.get_tag
-            bi, tag = ("B", label[2:]) if label.startswith("B-") else ("I", label[2:] if label.startswith("I-") else label)
-            is_b.append(bi == "B")
-            tag_ids.append(tags.setdefault(tag, len(tags)))
-        self.is_b = np.array(is_b, dtype=bool)
-        self.tag_id = np.array(tag_ids, dtype=np.int64)
-        self.ignored = np.array([label in ignore for label in self.id2label], dtype=bool)
-        # group_sub_entities names a group after its first entity's label minus the B-/I- prefix
-        self.group_name = [label.split("-", 1)[-1] for label in self.id2label]
-        self.group_ignored = np.array([name in ignore for name in self.group_name], dtype=bool)
 
 
 def _as_task_list(tasks: str | Iterable[str] | None, config: MultiTaskConfig) -> list[str]:
@@ -201,9 +157,9 @@ def _arrange_inputs(inputs: Any, words: bool) -> tuple[str, Any]:
     raise InvalidInputError(f"inputs is {_shown(inputs)}; expected {expected}.")
 
 
-def _validate_items(raw: Sequence[Any], start: int, words: bool, delimiter: str) -> list[_Input]:
+def _validate_items(raw: Sequence[Any], start: int, words: bool, delimiter: str) -> list[PipelineInput]:
     """Every item of `raw` checked (indices counted from `start`); all bad items are reported at once."""
-    items: list[_Input] = []
+    items: list[PipelineInput] = []
     errors: list[InvalidInputError] = []
     for offset, item in enumerate(raw):
         try:
@@ -240,7 +196,7 @@ def _check_words(index: int, name: str, value: Any, expected: str) -> list[str]:
     return list(value)
 
 
-def _validate_item(index: int, item: Any, words: bool, delimiter: str) -> _Input:
+def _validate_item(index: int, item: Any, words: bool, delimiter: str) -> PipelineInput:
     if words:
         if isinstance(item, Mapping):
             text, pair = _dict_fields(index, item, _WORDS_HELP)
@@ -251,19 +207,19 @@ def _validate_item(index: int, item: Any, words: bool, delimiter: str) -> _Input
         # as the built-in: the words joined by the delimiter are the sentence offsets point into
         lengths = np.fromiter(map(len, text), dtype=np.int64, count=len(text)) + len(delimiter)
         starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
-        return _Input(index, text, effective_text_pair(pair), delimiter.join(text), starts)
+        return PipelineInput(index, text, effective_text_pair(pair), delimiter.join(text), starts)
     if isinstance(item, str):
-        return _Input(index, item, None, item)
+        return PipelineInput(index, item, None, item)
     if isinstance(item, Mapping):
         text, pair = _dict_fields(index, item, _INPUT_HELP)
         _check_text(index, "'text'", text, _INPUT_HELP)
         if pair is not None:
             _check_text(index, "'text_pair'", pair, _INPUT_HELP)
-        return _Input(index, text, effective_text_pair(pair), text)
+        return PipelineInput(index, text, effective_text_pair(pair), text)
     if isinstance(item, list) and len(item) == 1 and isinstance(item[0], list) and len(item[0]) == 2:
         # text-classification still takes [[text, text_pair]] for backward compatibility
         text, pair = (_check_text(index, name, value, "[[text, text_pair]] strings") for name, value in zip(("text", "text_pair"), item[0]))
-        return _Input(index, text, effective_text_pair(pair), text)
+        return PipelineInput(index, text, effective_text_pair(pair), text)
     if isinstance(item, (list, tuple)):
         raise InvalidInputError(f"Input {index} is {_shown(item)}, which is not a valid input: {_PAIR_HINT}.")
     raise InvalidInputError(f"Input {index} is {_shown(item)}; expected {_INPUT_HELP}.")
@@ -275,7 +231,7 @@ def _is_offset(value: Any) -> bool:
     )
 
 
-def _attach_offsets(items: list[_Input], offset_mapping: Any) -> None:
+def _attach_offsets(items: list[PipelineInput], offset_mapping: Any) -> None:
     """token-classification's `offset_mapping`: per input, one `(start, end)` per token of its tokenization
     (special tokens included), replacing the tokenizer's offsets. One input's list may be given unwrapped."""
     if offset_mapping is None or len(offset_mapping) == 0:  # the built-in ignores an empty mapping too
@@ -299,13 +255,6 @@ def _attach_offsets(items: list[_Input], offset_mapping: Any) -> None:
                 f"token; got {offsets!r:.80}."
             )
         item.offsets = array
-
-
-def _per_task(value: Any, task: str) -> Any:
-    """A parameter given either for all heads or as {task_name: value}; _UNSET where a dict omits the task."""
-    if isinstance(value, Mapping):
-        return value.get(task, _UNSET)
-    return value
 
 
 class MultiTaskPipeline(Pipeline):
@@ -371,11 +320,8 @@ class MultiTaskPipeline(Pipeline):
         tokenizer = self._load_tokenizer_for(model, tokenizer)
         kwargs.setdefault("task", PIPELINE_TASK)
         self._truncation_logged = False
-        self._head_info: dict[tuple, _TokenHeadInfo] = {}
+        self._postprocessors: dict[str, Postprocessor] = {}
         super().__init__(model=model, tokenizer=tokenizer, **kwargs)
-        self._wordpiece_like = bool(
-            getattr(getattr(getattr(self.tokenizer, "_tokenizer", None), "model", None), "continuing_subword_prefix", None)
-        )
 
     @staticmethod
     def _load_tokenizer_for(model: MultiTaskModel, tokenizer: Any) -> Any:
@@ -400,9 +346,9 @@ class MultiTaskPipeline(Pipeline):
     def _sanitize_parameters(
         self,
         tasks: str | Iterable[str] | None = None,
-        top_k: Any = _UNSET,
+        top_k: Any = UNSET,
         function_to_apply: Any = None,
-        truncation: Any = _UNSET,
+        truncation: Any = UNSET,
         aggregation_strategy: str | AggregationStrategy | None = None,
         ignore_labels: Sequence[str] | None = None,
         stride: int | None = None,
@@ -422,14 +368,14 @@ class MultiTaskPipeline(Pipeline):
         postprocess: dict[str, Any] = {}
         if tasks is not None:
             forward["tasks"] = _as_task_list(tasks, self.model.config)
-        if top_k is not _UNSET:
+        if top_k is not UNSET:
             self._check_per_task(top_k, "top_k", lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0), "a non-negative int or None")
             postprocess["top_k"] = top_k
         if function_to_apply is not None:
             postprocess["function_to_apply"] = self._check_per_task(
                 function_to_apply, "function_to_apply", None, None, convert=self._classification_function
             )
-        if truncation is not _UNSET:
+        if truncation is not UNSET:
             preprocess["truncation"] = self._truncation(truncation)
         if aggregation_strategy is not None:
             if isinstance(aggregation_strategy, str):
@@ -465,9 +411,11 @@ class MultiTaskPipeline(Pipeline):
     def _check_per_task(self, value: Any, name: str, check: Any, expected: str | None, convert: Any = None) -> Any:
         """Validate a parameter given for all heads or as {task_name: value}; returns it (converted)."""
         if isinstance(value, Mapping):
-            for task in value:
-                self.model.config.get_task(task)
-            return {task: self._check_per_task(v, name, check, expected, convert) for task, v in value.items()}
+            for task_name in value:
+                self.model.config.get_task(task_name)
+            return {
+                task_name: self._check_per_task(v, name, check, expected, convert) for task_name, v in value.items()
+            }
         if convert is not None:
             return convert(value)
         if not check(value):
@@ -529,7 +477,7 @@ class MultiTaskPipeline(Pipeline):
         delimiter = preprocess_params.pop("delimiter", " ")
         offset_mapping = preprocess_params.pop("offset_mapping", None)
         kind, source = _arrange_inputs(inputs, words)
-        items: list[_Input] = []
+        items: list[PipelineInput] = []
         if kind == "stream":
             if offset_mapping is not None:
                 raise InvalidInputError("offset_mapping needs a list of inputs (one offset list per input), not a stream.")
@@ -552,7 +500,7 @@ class MultiTaskPipeline(Pipeline):
 
     @staticmethod
     def _stream(
-        source: Iterator[Any], chunk_size: int, words: bool, delimiter: str, predict: Callable[[list[_Input]], list]
+        source: Iterator[Any], chunk_size: int, words: bool, delimiter: str, predict: Callable[[list[PipelineInput]], list]
     ) -> Iterator[dict[str, Any]]:
         """Results of a streamed input, `chunk_size` inputs at a time (each chunk validated, then length-sorted)."""
         start = 0
@@ -564,16 +512,11 @@ class MultiTaskPipeline(Pipeline):
             start += len(chunk)
 
     def _predict(
-        self, items: list[_Input], tasks: list[str], batch_size: int, preprocess_params: dict, postprocess_params: dict
+        self, items: list[PipelineInput], tasks: list[str], batch_size: int, preprocess_params: dict, postprocess_params: dict
     ) -> list[dict[str, Any]]:
         """Results of validated inputs, in their order."""
-        kinds = {self.model.config.get_task(t)["task_type"] for t in tasks}
-        windows = self.preprocess(
-            items,
-            needs_windows=TOKEN_CLASSIFICATION in kinds,
-            classifies=SEQUENCE_CLASSIFICATION in kinds,
-            **preprocess_params,
-        )
+        token_level = [self._token_level(name) for name in tasks]
+        windows = self.preprocess(items, needs_windows=any(token_level), classifies=not all(token_level), **preprocess_params)
         outputs = self._run_batches(windows, tasks, batch_size)
         return self.postprocess((items, windows, outputs), tasks=tasks, **postprocess_params)
 
@@ -586,13 +529,13 @@ class MultiTaskPipeline(Pipeline):
     # ------------------------------------------------------------------ stages
     def preprocess(
         self,
-        inputs: list[_Input],
+        inputs: list[PipelineInput],
         needs_windows: bool = True,
         classifies: bool = True,
         stride: int | None = None,
         truncation: bool | str | None = None,
         is_split_into_words: bool = False,
-    ) -> _Windows:
+    ) -> Windows:
         """Tokenize all inputs in one call per kind (single texts, pairs) into windows.
 
         Single texts longer than the maximum length are cut into windows overlapping by `stride` tokens when
@@ -600,7 +543,7 @@ class MultiTaskPipeline(Pipeline):
         decides whether that is said (unset), silent (true) or refused (false).
         """
         max_length = self.max_length
-        windows = _Windows([], [] if "token_type_ids" in self.tokenizer.model_input_names else None, [], [], [], [], [], [])
+        windows = Windows([], [] if "token_type_ids" in self.tokenizer.model_input_names else None, [], [], [], [], [], [])
         singles = [i for i, item in enumerate(inputs) if item.text_pair is None]
         pairs = [i for i, item in enumerate(inputs) if item.text_pair is not None]
         cut_singles: list[int] = []
@@ -657,7 +600,7 @@ class MultiTaskPipeline(Pipeline):
 
     @staticmethod
     def _add_windows(
-        windows: _Windows, encoded: Any, rows: range, item: int, stride: int, words: bool, pair: bool = False
+        windows: Windows, encoded: Any, rows: range, item: int, stride: int, words: bool, pair: bool = False
     ) -> None:
         """Append one input's windows (rows of `encoded`), with where each sits in the whole text's tokenization."""
         shift = 0
@@ -679,7 +622,7 @@ class MultiTaskPipeline(Pipeline):
                 shift += len(ids) - sum(special) - stride
 
     @staticmethod
-    def _check_offsets(inputs: list[_Input], windows: _Windows) -> None:
+    def _check_offsets(inputs: list[PipelineInput], windows: Windows) -> None:
         """A user's offset_mapping must cover every token of its input's tokenization."""
         needed: dict[int, int] = {}
         for w, index in enumerate(windows.item):
@@ -705,25 +648,34 @@ class MultiTaskPipeline(Pipeline):
             "warning, or truncation=False to refuse such inputs. Logged once per pipeline."
         )
 
-    def _run_batches(self, windows: _Windows, tasks: list[str], batch_size: int) -> dict[str, Any]:
+    def _token_level(self, task_name: str) -> bool:
+        """Whether the head predicts per token (its kind's `TaskHead.token_level`): it then reads every window of
+        a long text, where sequence-level heads read an input's first window."""
+        return bool(self.model.heads[task_name].token_level)
+
+    def _postprocessor(self, task_name: str) -> Postprocessor:
+        """The postprocessor of the head's kind, one per head and pipeline (it may cache per-label lookups)."""
+        cls = postprocessor_class(self.model.config.get_task(task_name)["task_type"], task_name)
+        postprocessor = self._postprocessors.get(task_name)
+        if type(postprocessor) is not cls:
+            postprocessor = self._postprocessors[task_name] = cls(self, task_name)
+        return postprocessor
+
+    def _run_batches(self, windows: Windows, tasks: list[str], batch_size: int) -> dict[str, Any]:
         """Length-sorted batches of windows, one model call (one encoder pass) each for all `tasks`.
 
-        Returns, per classification task, logits `(num_inputs, num_labels)` (first windows) and, per token
-        task, a list of per-window softmax scores `(window_len, num_labels)`.
+        Each batch's float32 logits go through the head's `Postprocessor.batch_outputs` (token classification:
+        softmax), then are gathered per head: `(num_inputs, ...)` from the inputs' first windows for a
+        sequence-level head, one `(window_len, ...)` array per window for a token-level head.
         """
-        config = self.model.config
         num_items = max(windows.item) + 1
         lengths = np.fromiter(map(len, windows.input_ids), dtype=np.int64, count=len(windows.input_ids))
         order = np.argsort(-lengths, kind="stable")
         items = np.asarray(windows.item)
         first = np.asarray(windows.first, dtype=bool)
-        outputs: dict[str, Any] = {}
-        for name in tasks:
-            task = config.get_task(name)
-            if task["task_type"] == SEQUENCE_CLASSIFICATION:
-                outputs[name] = np.zeros((num_items, len(task["id2label"])), dtype=np.float32)
-            else:
-                outputs[name] = [None] * len(lengths)
+        token_level = {name: self._token_level(name) for name in tasks}
+        postprocessors = {name: self._postprocessor(name) for name in tasks}
+        outputs: dict[str, Any] = {name: [None] * len(lengths) for name in tasks if token_level[name]}
         pad_id = self.tokenizer.pad_token_id or 0
         was_training = self.model.training
         self.model.eval()
@@ -734,18 +686,20 @@ class MultiTaskPipeline(Pipeline):
                     logits = self._forward(self._batch_inputs(windows, rows, lengths, pad_id), tasks=tasks)
                     rows_first = first[rows]
                     for name, values in logits.items():
-                        if isinstance(outputs[name], np.ndarray):
-                            outputs[name][items[rows[rows_first]]] = values[rows_first]
-                        else:
-                            scores = softmax(values)  # TokenClassificationPipeline.postprocess's softmax
+                        values = postprocessors[name].batch_outputs(values)
+                        if token_level[name]:
                             for r, w in enumerate(rows):
-                                outputs[name][w] = scores[r, : lengths[w]]
+                                outputs[name][w] = values[r, : lengths[w]]
+                        else:
+                            if name not in outputs:
+                                outputs[name] = np.zeros((num_items, *values.shape[1:]), dtype=values.dtype)
+                            outputs[name][items[rows[rows_first]]] = values[rows_first]
         finally:
             if was_training:
                 self.model.train()
         return outputs
 
-    def _batch_inputs(self, windows: _Windows, rows: np.ndarray, lengths: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
+    def _batch_inputs(self, windows: Windows, rows: np.ndarray, lengths: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
         width = int(lengths[rows].max())
         input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
         attention_mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -768,224 +722,28 @@ class MultiTaskPipeline(Pipeline):
 
     def postprocess(
         self,
-        model_outputs: tuple[list[_Input], _Windows, dict[str, Any]],
+        model_outputs: tuple[list[PipelineInput], Windows, dict[str, Any]],
         tasks: list[str] | None = None,
-        top_k: Any = _UNSET,
+        top_k: Any = UNSET,
         function_to_apply: Any = None,
         aggregation_strategy: AggregationStrategy = DEFAULT_AGGREGATION_STRATEGY,
         ignore_labels: Sequence[str] = ("O",),
     ) -> list[dict[str, Any]]:
-        """Per input, `{task: result}` in the formats of transformers' classification pipelines."""
+        """Per input, `{task: result}`: each head's results from its kind's `Postprocessor` (classification and
+        token heads in the formats of transformers' text- and token-classification pipelines)."""
         items, windows, outputs = model_outputs
-        config = self.model.config
+        params = {
+            "top_k": top_k,
+            "function_to_apply": function_to_apply,
+            "aggregation_strategy": aggregation_strategy,
+            "ignore_labels": tuple(ignore_labels),
+        }
         results: list[dict[str, Any]] = [{} for _ in items]
-        item_windows: list[list[int]] | None = None
-        for name in tasks or config.task_names:
-            task = config.get_task(name)
-            if task["task_type"] == SEQUENCE_CLASSIFICATION:
-                per_item = self._classification_results(
-                    task, outputs[name], _per_task(function_to_apply, name), _per_task(top_k, name)
-                )
-            else:
-                if item_windows is None:
-                    item_windows = [[] for _ in items]
-                    for w, index in enumerate(windows.item):
-                        item_windows[index].append(w)
-                per_item = self._token_results(task, items, windows, item_windows, outputs[name], aggregation_strategy, tuple(ignore_labels))
+        for name in tasks or self.model.config.task_names:
+            per_item = self._postprocessor(name).results(items, windows, outputs[name], params)
             for result, value in zip(results, per_item):
                 result[name] = value
         return results
-
-    # ------------------------------------------------------------------ classification heads
-    def _classification_results(self, task: Mapping[str, Any], logits: np.ndarray, function_to_apply: Any, top_k: Any) -> list[Any]:
-        id2label = task["id2label"]
-        problem_type = task["problem_type"]
-        if function_to_apply in (None, _UNSET):  # TextClassificationPipeline.postprocess's defaults
-            if problem_type == "regression":
-                function_to_apply = ClassificationFunction.NONE
-            elif problem_type == "multi_label_classification" or len(id2label) == 1:
-                function_to_apply = ClassificationFunction.SIGMOID
-            else:
-                function_to_apply = ClassificationFunction.SOFTMAX
-        if function_to_apply == ClassificationFunction.SIGMOID:
-            scores = sigmoid(logits)
-        elif function_to_apply == ClassificationFunction.SOFTMAX:
-            scores = softmax(logits)
-        else:
-            scores = logits
-        # regression heads too: text-classification treats their outputs as label scores (the largest by default)
-        if top_k is _UNSET:
-            best = scores.argmax(axis=1).tolist()
-            values = scores.max(axis=1).tolist()
-            return [{"label": id2label[i], "score": v} for i, v in zip(best, values)]
-        order = np.argsort(-scores, axis=1, kind="stable")  # list.sort(reverse=True) keeps ties in label order
-        if top_k is not None:
-            order = order[:, :top_k]
-        ranked = np.take_along_axis(scores, order, axis=1).tolist()
-        return [
-            [{"label": id2label[i], "score": s} for i, s in zip(ids, row)] for ids, row in zip(order.tolist(), ranked)
-        ]
-
-    # ------------------------------------------------------------------ token heads
-    def _token_results(
-        self,
-        task: Mapping[str, Any],
-        items: list[_Input],
-        windows: _Windows,
-        item_windows: list[list[int]],
-        scores: list[np.ndarray],
-        strategy: AggregationStrategy,
-        ignore_labels: tuple[str, ...],
-    ) -> list[list[dict[str, Any]]]:
-        key = (task["name"], ignore_labels)
-        info = self._head_info.get(key)
-        if info is None or info.id2label != [task["id2label"][i] for i in range(len(task["id2label"]))]:
-            info = self._head_info[key] = _TokenHeadInfo(task["id2label"], ignore_labels)
-        results = []
-        for item, window_ids in zip(items, item_windows):
-            entities: list[dict[str, Any]] = []
-            for w in window_ids:
-                special = np.asarray(windows.special[w], dtype=bool)
-                entities.extend(
-                    self._window_entities(
-                        item.sentence,
-                        np.asarray(windows.input_ids[w]),
-                        scores[w],
-                        self._window_offsets(item, windows, w, special),
-                        special,
-                        strategy,
-                        info,
-                        windows.shift[w],
-                    )
-                )
-            if len(window_ids) > 1:  # as the built-in does with stride; under "none" it keeps each token once
-                entities = TokenClassificationPipeline.aggregate_overlapping_entities(self, entities)
-            results.append(entities)
-        return results
-
-    @staticmethod
-    def _window_offsets(item: _Input, windows: _Windows, w: int, special: np.ndarray) -> np.ndarray:
-        """Character offsets of window `w`'s tokens into `item.sentence`, as gather_pre_entities computes them."""
-        offsets = np.asarray(windows.offsets[w], dtype=np.int64).reshape(-1, 2)
-        if item.offsets is not None:  # offset_mapping: the user's offsets, by token index in the whole text
-            offsets = item.offsets[windows.shift[w] : windows.shift[w] + len(offsets)]
-        if item.word_starts is not None:  # pre-tokenized: offsets are within each word; move them into the sentence
-            word_ids = np.array(windows.word_ids[w], dtype=np.float64)  # None (special tokens) -> nan
-            inside = ~special & ~np.isnan(word_ids)
-            offsets = offsets.copy()
-            offsets[inside] += item.word_starts[word_ids[inside].astype(np.int64)][:, None]
-        return offsets
-
-    def _is_subword(self, tokens: list[str], ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, text: str) -> np.ndarray:
-        """gather_pre_entities's sub-word test, over a whole window."""
-        if self._wordpiece_like:
-            token_lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
-            text_lengths = np.minimum(ends, len(text)) - np.minimum(starts, len(text))
-            is_subword = token_lengths != np.maximum(text_lengths, 0)
-        else:
-            warnings.warn("Tokenizer does not support real words, using fallback heuristic", UserWarning)
-            is_subword = np.array([s > 0 and " " not in text[s - 1 : s + 1] for s in starts.tolist()], dtype=bool)
-        is_subword[ids == self.tokenizer.unk_token_id] = False
-        return is_subword
-
-    def _window_entities(
-        self,
-        text: str,
-        ids: np.ndarray,
-        scores: np.ndarray,
-        offsets: np.ndarray,
-        special: np.ndarray,
-        strategy: AggregationStrategy,
-        info: _TokenHeadInfo,
-        shift: int = 0,
-    ) -> list[dict[str, Any]]:
-        """Entities of one window, as TokenClassificationPipeline.postprocess computes them for one chunk
-        (`shift` turns window positions into token indices in the whole text, for `"none"`'s `index`)."""
-        positions = np.flatnonzero(~special[: len(scores)])
-        if positions.size == 0:
-            return []
-        scores = scores[positions]
-        ids = ids[positions]
-        starts, ends = offsets[positions, 0], offsets[positions, 1]
-        n = len(positions)
-        tokens: list[str] | None = None
-        if strategy in (AggregationStrategy.NONE, AggregationStrategy.SIMPLE):
-            labels = scores.argmax(axis=-1)
-            unit_scores = scores[np.arange(n), labels]
-            unit_first = np.arange(n)
-        else:
-            tokens = self.tokenizer.convert_ids_to_tokens(ids.tolist())
-            is_subword = self._is_subword(tokens, ids, starts, ends, text)
-            is_subword[0] = False
-            unit_first = np.flatnonzero(~is_subword)
-            if strategy == AggregationStrategy.FIRST:
-                labels = scores[unit_first].argmax(axis=-1)
-                unit_scores = scores[unit_first, labels]
-            elif strategy == AggregationStrategy.MAX:
-                token_max = scores.max(axis=-1)
-                word_of = np.cumsum(~is_subword) - 1
-                hits = np.flatnonzero(token_max == np.maximum.reduceat(token_max, unit_first)[word_of])
-                _, first_hit = np.unique(word_of[hits], return_index=True)  # the first best token of each word
-                best_tokens = hits[first_hit]
-                labels = scores[best_tokens].argmax(axis=-1)
-                unit_scores = token_max[best_tokens]
-            else:  # AVERAGE
-                counts = np.diff(np.append(unit_first, n)).astype(scores.dtype)
-                averages = np.add.reduceat(scores, unit_first, axis=0) / counts[:, None]
-                labels = averages.argmax(axis=-1)
-                unit_scores = averages[np.arange(len(unit_first)), labels]
-        unit_last = np.append(unit_first[1:], n) - 1
-        id2label = info.id2label
-        if strategy == AggregationStrategy.NONE:
-            shown = np.flatnonzero(~info.ignored[labels])
-        else:  # group_entities: a new group starts at a B- label or at a change of tag
-            new_group = info.is_b[labels].copy()
-            new_group[1:] |= info.tag_id[labels[1:]] != info.tag_id[labels[:-1]]
-            new_group[0] = True
-            group_first = np.flatnonzero(new_group)
-            group_end = np.append(group_first[1:], len(labels))
-            shown = np.flatnonzero(~info.group_ignored[labels[group_first]])
-        if shown.size == 0:
-            return []
-        # pre-entity words (gather_pre_entities): the token, or the text it covers for unknown tokens
-        words = tokens if tokens is not None else self.tokenizer.convert_ids_to_tokens(ids.tolist())
-        starts_list, ends_list = starts.tolist(), ends.tolist()
-        for t in np.flatnonzero(ids == self.tokenizer.unk_token_id).tolist():
-            words[t] = text[starts_list[t] : ends_list[t]]
-        labels_list, scores_list = labels.tolist(), unit_scores.tolist()
-        if strategy == AggregationStrategy.NONE:
-            return [
-                {
-                    "entity": id2label[labels_list[j]],
-                    "score": scores_list[j],
-                    "index": int(positions[j]) + shift,
-                    "word": words[j],
-                    "start": starts_list[j],
-                    "end": ends_list[j],
-                }
-                for j in shown.tolist()
-            ]
-        first_list, last_list = unit_first.tolist(), unit_last.tolist()
-        to_string = self.tokenizer.convert_tokens_to_string
-        # group_sub_entities: the group's label minus its B-/I- prefix, mean score, joined words, outer offsets
-        group_scores = (np.add.reduceat(unit_scores, group_first) / np.diff(np.append(group_first, len(labels)))).tolist()
-        entities = []
-        for g in shown.tolist():
-            first, end = int(group_first[g]), int(group_end[g])
-            if tokens is not None:  # aggregate_word: each word's sub-words joined back (only for groups returned)
-                unit_words = [to_string(words[first_list[u] : last_list[u] + 1]) for u in range(first, end)]
-            else:
-                unit_words = words[first:end]
-            entities.append(
-                {
-                    "entity_group": info.group_name[labels_list[first]],
-                    "score": group_scores[g],
-                    "word": to_string(unit_words),
-                    "start": starts_list[first_list[first]],
-                    "end": ends_list[last_list[end - 1]],
-                }
-            )
-        return entities
 
 
 def register_pipeline() -> None:

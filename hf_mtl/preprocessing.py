@@ -1,11 +1,13 @@
-"""Raw task datasets -> model inputs: tokenization, label encoding and sub-word label alignment.
+"""Raw task datasets -> model inputs: the steps every task kind shares.
 
 `prepare_datasets` turns each task's raw `datasets.Dataset` (with the columns its task spec names) into
 `input_ids`, `attention_mask` (and `token_type_ids` where the tokenizer makes them), `labels` and `length`.
-Label values are checked here, so a bad row fails before any training with the task, split, row and value;
-the ids of a `datasets.ClassLabel` column are read through the column's own names. The rules that training,
-evaluation and prediction share live here too: the tokenization length (`effective_max_length`) and how a
-text pair is encoded (`effective_text_pair`, `tokenize_texts`).
+The kind-specific work (tokenizing, encoding and aligning labels) is the task's own `Task.prepare`
+(`hf_mtl.tasks`; word-level kinds share `hf_mtl.word_alignment`); this module holds what they have in common:
+checking columns, the label encoder that reads names, ids and `datasets.ClassLabel` ids with errors that
+locate the row, the prepared columns' features, skipped-row reports, and the rules that training, evaluation
+and prediction share: the tokenization length (`effective_max_length`) and how a text pair is encoded
+(`effective_text_pair`, `tokenize_texts`).
 Evaluation and prediction data also record where each row came from (`example_index`, and `word_index` for
 token tasks), so results can be put back together one row per raw example and one position per word.
 """
@@ -13,15 +15,14 @@ token tasks), so results can be put back together one row per raw example and on
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from datasets import ClassLabel, Dataset, Features, Sequence as SequenceFeature, Value
 
-from .modeling_multitask import IGNORE_INDEX
-from .tasks import MULTI_LABEL, SINGLE_LABEL, SequenceClassificationTask, Task, TokenClassificationTask
+if TYPE_CHECKING:  # pragma: no cover - tasks.py imports this module
+    from .tasks import Task
 
 logger = logging.getLogger(__name__)
 
@@ -106,13 +107,8 @@ def is_prepared(dataset: Dataset) -> bool:
     return "input_ids" in dataset.column_names and "labels" in dataset.column_names
 
 
-def label_column(task: Task) -> str:
-    """The raw column holding a task's targets."""
-    return task.tags_column if isinstance(task, TokenClassificationTask) else task.label_column
-
-
 def _check_columns(task: Task, dataset: Dataset, split: str, require_labels: bool = True) -> None:
-    optional = set() if require_labels else {label_column(task)}
+    optional = set() if require_labels else {task.label_column}
     missing = [c for c in task.input_columns if c not in dataset.column_names and c not in optional]
     if missing:
         raise ValueError(
@@ -133,7 +129,7 @@ def class_label_names(feature: Any) -> list[str] | None:
     return list(feature.names) if isinstance(feature, ClassLabel) else None
 
 
-class _LabelEncoder:
+class LabelEncoder:
     """Maps label values (names or integer ids) of one task to ids, with errors that locate the row.
 
     In a `ClassLabel` column an integer is an id of the *column's* names, which may list the task's labels in
@@ -191,49 +187,11 @@ class _LabelEncoder:
         return int(value)
 
 
-# ---------------------------------------------------------------------------- sequence classification
-def _sequence_targets(
-    task: SequenceClassificationTask, encoder: _LabelEncoder, values: Sequence[Any], rows: Sequence[int], split: str
-):
-    if task.problem_type == SINGLE_LABEL:
-        return [encoder.encode(v, r) for v, r in zip(values, rows)]
-    if task.problem_type == MULTI_LABEL:
-        out = []
-        for value, row in zip(values, rows):
-            if isinstance(value, str) or not isinstance(value, (list, tuple, np.ndarray)):
-                raise ValueError(
-                    f"Task {task.name!r}, split {split!r}, row {row}: multi-label value {value!r} must be a list "
-                    f"of labels from {list(task.label2id)}."
-                )
-            hot = [0.0] * task.num_labels
-            for item in value:
-                hot[encoder.encode(item, row)] = 1.0
-            out.append(hot)
-        return out
-    # regression
-    out = []
-    for value, row in zip(values, rows):
-        target = value if task.num_labels > 1 else [value]
-        if not isinstance(target, (list, tuple, np.ndarray)) or len(target) != task.num_labels:
-            raise ValueError(
-                f"Task {task.name!r}, split {split!r}, row {row}: regression target {value!r} must be "
-                f"{'a number' if task.num_labels == 1 else f'a list of {task.num_labels} numbers'}."
-            )
-        floats = []
-        for item in target:
-            if isinstance(item, (bool, str)) or not isinstance(item, (int, float, np.number)) or math.isnan(item):
-                raise ValueError(
-                    f"Task {task.name!r}, split {split!r}, row {row}: regression target {value!r} is not a "
-                    "finite number."
-                )
-            floats.append(float(item))
-        out.append(floats[0] if task.num_labels == 1 else floats)
-    return out
-
-
-def _check_texts(
+def check_texts(
     task: Task, column: str, texts: Sequence[Any], rows: Sequence[int], split: str, allow_none: bool = False
 ) -> None:
+    """Raise, naming the task, split and row, unless every value of a text column is a string (or None,
+    with `allow_none`: a missing second text of a pair)."""
     for text, row in zip(texts, rows):
         if not isinstance(text, str) and not (allow_none and text is None):
             raise ValueError(
@@ -270,221 +228,13 @@ def tokenize_texts(
     return out
 
 
-def _prepare_sequence(
-    task: SequenceClassificationTask,
-    dataset: Dataset,
-    tokenizer: Any,
-    max_length: int,
-    split: str,
-    for_training: bool,
-    with_labels: bool,
-):
-    truncated = 0
-    skipped: list[int] = []
-    labels = _LabelEncoder(task, split, task.label_column, dataset.features.get(task.label_column))
-
-    def encode(batch: dict[str, list], rows: list[int]) -> dict[str, list]:
-        nonlocal truncated
-        texts = batch[task.text_column]
-        _check_texts(task, task.text_column, texts, rows, split)
-        if task.text_pair_column:  # a missing (None) or empty pair means a single text, as in the pipeline
-            _check_texts(task, task.text_pair_column, batch[task.text_pair_column], rows, split, allow_none=True)
-        keep = [i for i in range(len(texts)) if texts[i].strip()]
-        if len(keep) < len(texts):  # empty or whitespace-only text: nothing to learn from or score
-            kept = set(keep)
-            skipped.extend(rows[i] for i in range(len(texts)) if i not in kept)
-            batch = {k: [v[i] for i in keep] for k, v in batch.items()}
-            rows = [rows[i] for i in keep]
-            texts = batch[task.text_column]
-            if not texts:
-                return _no_rows(features)
-        pairs = batch[task.text_pair_column] if task.text_pair_column else None
-        encoded = tokenize_texts(tokenizer, texts, pairs, truncation=True, max_length=max_length)
-        # Only rows that hit the limit can have been cut: re-measure those without truncation.
-        full = [i for i, ids in enumerate(encoded["input_ids"]) if len(ids) >= max_length]
-        if full:
-            again = tokenize_texts(
-                tokenizer, [texts[i] for i in full], [pairs[i] for i in full] if pairs else None, truncation=False
-            )
-            truncated += sum(len(ids) > max_length for ids in again["input_ids"])
-        out = {k: encoded[k] for k in MODEL_INPUT_COLUMNS if k in encoded}
-        if with_labels:
-            out["labels"] = _sequence_targets(task, labels, batch[task.label_column], rows, split)
-        out["length"] = [len(ids) for ids in encoded["input_ids"]]
-        if not for_training:
-            out[EXAMPLE_INDEX_COLUMN] = list(rows)
-        return out
-
-    if not with_labels:
-        label_feature = None
-    elif task.problem_type == SINGLE_LABEL:
-        label_feature = Value("int64")
-    elif task.problem_type == MULTI_LABEL or task.num_labels > 1:
-        label_feature = SequenceFeature(Value("float32"))
-    else:
-        label_feature = Value("float32")
-    features = _features(tokenizer, label_feature, {EXAMPLE_INDEX_COLUMN: Value("int64")} if not for_training else {})
-    prepared = _map(dataset, encode, features, task, split)
-    _report_skipped(task, split, len(dataset), len(prepared), skipped, "empty or whitespace-only text")
-    if truncated:
-        logger.warning(
-            f"Task {task.name!r} ({split}): {truncated} of {len(dataset)} texts are longer than {max_length} "
-            "tokens and were truncated."
-        )
-    return prepared
-
-
-# ---------------------------------------------------------------------------- token classification
-def _best_windows(word_ids_per_window: list[np.ndarray], first_masks: list[np.ndarray]) -> list[np.ndarray]:
-    """For a sentence split into overlapping windows, label each word in exactly one window: the one where
-    its first sub-word has the most context on both sides. Returns per-window boolean keep masks."""
-    best: dict[int, tuple[int, int]] = {}  # word -> (context, window)
-    for w, (wids, first) in enumerate(zip(word_ids_per_window, first_masks)):
-        content = np.flatnonzero(wids >= 0)
-        lo, hi = content[0], content[-1]
-        for pos in np.flatnonzero(first):
-            context = min(pos - lo, hi - pos)
-            word = int(wids[pos])
-            if word not in best or context > best[word][0]:
-                best[word] = (context, w)
-    keeps = []
-    for w, (wids, first) in enumerate(zip(word_ids_per_window, first_masks)):
-        keep = np.zeros_like(first)
-        for pos in np.flatnonzero(first):
-            keep[pos] = best[int(wids[pos])][1] == w
-        keeps.append(keep)
-    return keeps
-
-
-def _prepare_tokens(
-    task: TokenClassificationTask,
-    dataset: Dataset,
-    tokenizer: Any,
-    max_length: int,
-    split: str,
-    for_training: bool,
-    stride: int,
-    with_labels: bool,
-):
-    if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(
-            f"Task {task.name!r}: token classification needs a fast tokenizer (word_ids() for label alignment); "
-            f"{type(tokenizer).__name__} is not one. Load it with AutoTokenizer.from_pretrained(..., use_fast=True)."
-        )
-    encoder = _LabelEncoder(task, split, task.tags_column, dataset.features.get(task.tags_column))
-    continuation = np.asarray(task.continuation_label_ids(), dtype=np.int64)
-    all_subwords = task.label_all_subwords and for_training
-    stride = max(0, min(stride, max_length // 2 - 2))
-    stats = {"windowed": 0, "unlabelled_words": 0}
-    skipped: list[int] = []
-
-    def encode(batch: dict[str, list], rows: list[int]) -> dict[str, list]:
-        tokens_batch = batch[task.tokens_column]
-        tags_batch = batch[task.tags_column] if with_labels else [None] * len(tokens_batch)
-        tag_arrays = []
-        empty = [i for i, tokens in enumerate(tokens_batch) if isinstance(tokens, (list, tuple)) and not tokens]
-        if empty:  # a sentence without words has nothing to tag
-            skipped.extend(rows[i] for i in empty)
-            empty_set = set(empty)
-            kept = [i for i in range(len(tokens_batch)) if i not in empty_set]
-            tokens_batch, tags_batch = [tokens_batch[i] for i in kept], [tags_batch[i] for i in kept]
-            rows = [rows[i] for i in kept]
-            if not rows:
-                return _no_rows(features)
-        for tokens, tags, row in zip(tokens_batch, tags_batch, rows):
-            if not isinstance(tokens, (list, tuple)) or not all(isinstance(t, str) for t in tokens):
-                raise ValueError(
-                    f"Task {task.name!r}, split {split!r}, row {row}: column {task.tokens_column!r} must be a list "
-                    f"of word strings, got {tokens!r}."
-                )
-            if not with_labels:
-                continue
-            if not isinstance(tags, (list, tuple)) or len(tags) != len(tokens):
-                raise ValueError(
-                    f"Task {task.name!r}, split {split!r}, row {row}: {len(tokens)} words in "
-                    f"{task.tokens_column!r} but {len(tags) if isinstance(tags, (list, tuple)) else tags!r} tags in "
-                    f"{task.tags_column!r}; expected one tag per word."
-                )
-            tag_arrays.append(np.asarray([encoder.encode(t, row, "tag") for t in tags], dtype=np.int64))
-        encoded = tokenizer(
-            [list(t) for t in tokens_batch],
-            is_split_into_words=True,
-            truncation=True,
-            max_length=max_length,
-            stride=stride,
-            return_overflowing_tokens=True,
-        )
-        sample_map = encoded.pop("overflow_to_sample_mapping")
-        out: dict[str, list] = {k: encoded[k] for k in MODEL_INPUT_COLUMNS if k in encoded}
-        labels: list[list[int]] = [None] * len(sample_map)  # type: ignore[list-item]
-        word_index: list[list[int]] = [None] * len(sample_map)  # type: ignore[list-item]
-        # Group the windows of each sentence (consecutive in the output).
-        start = 0
-        while start < len(sample_map):
-            end = start
-            while end < len(sample_map) and sample_map[end] == sample_map[start]:
-                end += 1
-            num_words = len(tokens_batch[sample_map[start]])
-            wids = [np.asarray([-1 if w is None else w for w in encoded.word_ids(i)]) for i in range(start, end)]
-            firsts = []
-            for ids in wids:
-                prev = np.concatenate(([-1], ids[:-1]))
-                firsts.append((ids >= 0) & (ids != prev))
-            keeps = firsts if end - start == 1 else _best_windows(wids, firsts)
-            if end - start > 1:
-                stats["windowed"] += 1
-            covered = set()
-            tags = tag_arrays[sample_map[start]] if with_labels else None
-            for k, (ids, first, keep) in enumerate(zip(wids, firsts, keeps)):
-                word_index[start + k] = np.where(keep, ids, -1).tolist()
-                covered.update(ids[keep].tolist())
-                if tags is None:
-                    continue
-                safe = np.where(ids >= 0, ids, 0)
-                lab = np.where(keep, tags[safe], IGNORE_INDEX)
-                if all_subwords:
-                    inside = (ids >= 0) & ~first
-                    # continuation sub-words belong to the window that labels their word
-                    owner = np.zeros_like(keep)
-                    owner[first & keep] = True
-                    word_owned = set(ids[owner].tolist())
-                    cont = inside & np.isin(ids, list(word_owned))
-                    lab = np.where(cont, continuation[tags[safe]], lab)
-                labels[start + k] = lab.tolist()
-            stats["unlabelled_words"] += num_words - len(covered)
-            start = end
-        if with_labels:
-            out["labels"] = labels
-        out["length"] = [len(ids) for ids in out["input_ids"]]
-        if not for_training:  # lets evaluation score whole sentences, one prediction per word
-            out[EXAMPLE_INDEX_COLUMN] = [rows[i] for i in sample_map]
-            out[WORD_INDEX_COLUMN] = word_index
-        return out
-
-    extra = {} if for_training else {EXAMPLE_INDEX_COLUMN: Value("int64"), WORD_INDEX_COLUMN: SequenceFeature(Value("int32"))}
-    features = _features(tokenizer, SequenceFeature(Value("int64")) if with_labels else None, extra)
-    prepared = _map(dataset, encode, features, task, split)
-    _report_skipped(task, split, len(dataset), len(prepared), skipped, "an empty word list")
-    if stats["windowed"]:
-        logger.warning(
-            f"Task {task.name!r} ({split}): {stats['windowed']} sentences are longer than {max_length} tokens and "
-            f"were split into overlapping windows (stride {stride}); every word is still labelled once."
-        )
-    if stats["unlabelled_words"]:
-        logger.warning(
-            f"Task {task.name!r} ({split}): {stats['unlabelled_words']} words produce no sub-word tokens "
-            "(e.g. control or zero-width characters) and are left out of training and evaluation."
-        )
-    return prepared
-
-
 def _input_columns(tokenizer: Any) -> list[str]:
     """The model-input columns this tokenizer produces (e.g. no `token_type_ids` for RoBERTa)."""
     probe = tokenizer("probe")
     return [k for k in MODEL_INPUT_COLUMNS if k in probe]
 
 
-def _features(tokenizer: Any, label_feature: Any, extra: Mapping[str, Any]) -> Features:
+def prepared_features(tokenizer: Any, label_feature: Any, extra: Mapping[str, Any]) -> Features:
     """The prepared columns: model inputs, `labels` (unless `label_feature` is None: unlabelled prediction
     data), `length` and the `extra` bookkeeping columns."""
     features = {k: SequenceFeature(Value("int8" if k != "input_ids" else "int32")) for k in _input_columns(tokenizer)}
@@ -495,12 +245,12 @@ def _features(tokenizer: Any, label_feature: Any, extra: Mapping[str, Any]) -> F
     return Features(features)
 
 
-def _no_rows(features: Features) -> dict[str, list]:
+def no_rows(features: Features) -> dict[str, list]:
     """The output of a batch whose rows were all skipped."""
     return {k: [] for k in features}
 
 
-def _report_skipped(task: Task, split: str, total: int, left: int, skipped: list[int], reason: str) -> None:
+def report_skipped(task: Task, split: str, total: int, left: int, skipped: list[int], reason: str) -> None:
     """Log how many rows were skipped and which; no rows left is an error."""
     if not skipped:
         return
@@ -513,7 +263,15 @@ def _report_skipped(task: Task, split: str, total: int, left: int, skipped: list
     logger.warning(f"Task {task.name!r} ({split}): skipped {len(skipped)} of {total} rows with {reason} (rows {shown}).")
 
 
-def _map(dataset: Dataset, fn, features: Features, task: Task, split: str) -> Dataset:
+def map_rows(
+    dataset: Dataset,
+    fn: Callable[[dict[str, list], list[int]], dict[str, list]],
+    features: Features,
+    task: Task,
+    split: str,
+) -> Dataset:
+    """`fn(batch, rows)` over the dataset in batches of 1000 raw rows (`rows`: their indices, for messages),
+    giving the prepared rows with `features`; the raw columns are dropped."""
     return dataset.map(
         fn,
         batched=True,
@@ -541,15 +299,18 @@ def prepare_dataset(
     if is_prepared(dataset) or (not require_labels and "input_ids" in dataset.column_names):
         return dataset
     _check_columns(task, dataset, split, require_labels)
-    with_labels = label_column(task) in dataset.column_names
     max_length = effective_max_length(tokenizer, max_length, model_config)
     if for_training is None:
         for_training = split == "train"
-    if isinstance(task, TokenClassificationTask):
-        return _prepare_tokens(task, dataset, tokenizer, max_length, split, for_training, stride, with_labels)
-    if isinstance(task, SequenceClassificationTask):
-        return _prepare_sequence(task, dataset, tokenizer, max_length, split, for_training, with_labels)
-    raise TypeError(f"Unsupported task spec {type(task).__name__} for task {task.name!r}.")
+    return task.prepare(
+        dataset,
+        tokenizer,
+        split=split,
+        max_length=max_length,
+        for_training=for_training,
+        stride=stride,
+        with_labels=task.label_column in dataset.column_names,
+    )
 
 
 def prepare_datasets(
@@ -622,13 +383,18 @@ __all__ = [
     "DEFAULT_STRIDE",
     "EXAMPLE_INDEX_COLUMN",
     "WORD_INDEX_COLUMN",
+    "LabelEncoder",
+    "check_texts",
     "class_label_names",
     "effective_max_length",
     "effective_text_pair",
     "encoder_max_length",
     "is_prepared",
-    "label_column",
+    "map_rows",
+    "no_rows",
     "prepare_dataset",
+    "prepared_features",
+    "report_skipped",
     "prepare_datasets",
     "tokenize_texts",
 ]

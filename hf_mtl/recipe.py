@@ -22,16 +22,15 @@ from typing import Any
 import yaml
 
 from .card import CardSettings
-from .configuration_multitask import POOLING_MODES, SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
+from .configuration_multitask import POOLING_MODES
 from .data.loaders import DATA_FORMATS, DataFormatOptionError, data_format_names, infer_format, reader_option_kinds
 from .data.sources import DataSource
 from .encoders import resolve_encoder
-from .tasks import REGRESSION, SequenceClassificationTask, Task, TokenClassificationTask, check_unique_names
+from .tasks import Task, check_unique_names, task_kinds
 
 TOP_LEVEL_KEYS = ("encoder", "output_dir", "tasks", "training", "model", "card", "predict", "num_threads")
+#: keys of every task; a task kind adds its settings (`Task.settings_fields`: e.g. `text_column`, `problem_type`)
 TASK_KEYS = ("name", "type", "labels", "weight", "data")
-SEQUENCE_TASK_KEYS = ("problem_type", "text_column", "text_pair_column", "label_column")
-TOKEN_TASK_KEYS = ("tokens_column", "tags_column", "label_all_subwords")
 HUB_KEYS = ("hub", "config", "revision", "splits", "local")
 #: keys of a local-files source, besides the reader options of the registered formats (`_file_keys()`)
 FILE_SOURCE_KEYS = ("files", "format")
@@ -249,48 +248,53 @@ def _check(value: Any, kind: str, path: str) -> Any:
 
 
 # ---------------------------------------------------------------------------- tasks and data
-def _parse_labels(section: _Section, problem_type: str | None) -> list[str] | None:
-    if problem_type == REGRESSION:
-        return section.get("labels", "list[str]")
-    return section.get("labels", "list[str]", required=True)
+#: recipe value kind of a task setting, by its annotation (a setting annotated otherwise is not a recipe key)
+_SETTING_KINDS = {"str": "str", "bool": "bool", "int": "int", "float": "number"}
+
+
+def _setting_kind(annotation: Any) -> str | None:
+    """`"str"`, `"bool"`, `"int"` or `"number"` for a setting annotated with that type (optionally `| None`)."""
+    if not isinstance(annotation, str):  # a class or typing object (no `from __future__ import annotations`)
+        annotation = getattr(annotation, "__name__", None) if isinstance(annotation, type) else str(annotation)
+    if annotation is None:
+        return None
+    parts = [p.strip() for p in annotation.removeprefix("Optional[").removesuffix("]").split("|")]
+    parts = [p for p in parts if p not in ("None", "NoneType")]
+    return _SETTING_KINDS.get(parts[0]) if len(parts) == 1 else None
+
+
+def _task_settings(kind: type[Task]) -> dict[str, tuple[str, Any]]:
+    """A kind's recipe keys: its settings (dataclass fields other than name and labels) -> (value kind, default)."""
+    out = {}
+    for f in kind.settings_fields():
+        value_kind = _setting_kind(f.type)
+        if value_kind is not None:
+            default = f.default if f.default is not dataclasses.MISSING else None
+            out[f.name] = (value_kind, default)
+    return out
 
 
 def _parse_task(raw: Any, path: str) -> tuple[Task, _Section]:
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: expected a mapping with name, type, labels and data, got {_type_name(raw)}.")
+    kinds = task_kinds()
     task_type = raw.get("type")
-    types_ = (SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION)
     if task_type is None:
-        raise RecipeError(f"{path}.type: missing required field (one of {', '.join(types_)}).")
-    if task_type not in types_:
-        raise RecipeError(f"{path}.type: {task_type!r} is not one of {', '.join(types_)}.")
-    sequence = task_type == SEQUENCE_CLASSIFICATION
-    known = TASK_KEYS + (SEQUENCE_TASK_KEYS if sequence else TOKEN_TASK_KEYS)
-    other = TOKEN_TASK_KEYS if sequence else SEQUENCE_TASK_KEYS
+        raise RecipeError(f"{path}.type: missing required field (one of {', '.join(kinds)}).")
+    if task_type not in kinds:
+        raise RecipeError(f"{path}.type: {task_type!r} is not one of {', '.join(kinds)}.")
+    kind = kinds[task_type]
+    settings = _task_settings(kind)
+    other_kinds = {key for other in kinds.values() if other is not kind for key in _task_settings(other)}
     for key in raw:
-        if key in other:
+        if key in other_kinds and key not in settings:
             raise RecipeError(f"{path}.{key}: not valid for a {task_type} task.")
-    section = _Section(raw, path, known)
+    section = _Section(raw, path, TASK_KEYS + tuple(settings))
     name = section.get("name", "str", required=True)
     try:
-        if sequence:
-            problem_type = section.get("problem_type", "str", "single_label_classification")
-            task: Task = SequenceClassificationTask(
-                name=name,
-                labels=_parse_labels(section, problem_type),
-                text_column=section.get("text_column", "str", "text"),
-                text_pair_column=section.get("text_pair_column", "str"),
-                label_column=section.get("label_column", "str", "label"),
-                problem_type=problem_type,
-            )
-        else:
-            task = TokenClassificationTask(
-                name=name,
-                labels=_parse_labels(section, None),
-                tokens_column=section.get("tokens_column", "str", "tokens"),
-                tags_column=section.get("tags_column", "str", "tags"),
-                label_all_subwords=section.get("label_all_subwords", "bool", False),
-            )
+        values = {key: section.get(key, value_kind, default) for key, (value_kind, default) in settings.items()}
+        labels = section.get("labels", "list[str]", required=kind.labels_required(values))
+        task = kind(name=name, labels=labels, **values)
         task.to_config_dict()  # the config's own checks (valid head name, ...)
     except RecipeError:
         raise
@@ -361,7 +365,7 @@ def _source_format(section: _Section, files: Mapping[str, str], task: Task) -> s
             raise RecipeError(f"{section.key('files')}: files of different formats {inferred}; set {section.key('format')}.")
         fmt = next(iter(inferred.values()))
     data_format = DATA_FORMATS[fmt]
-    if data_format.word_tags and not isinstance(task, TokenClassificationTask):
+    if data_format.word_tags and not task.token_level:
         raise RecipeError(
             f"{section.key('format')}: {fmt} files hold per-word tags, but task {task.name!r} is a "
             f"{task.task_type} task."

@@ -74,7 +74,7 @@ from .modeling_multitask import MultiTaskModel
 from .preprocessing import EXAMPLE_INDEX_COLUMN, WORD_INDEX_COLUMN, effective_max_length, prepare_datasets
 from .run_record import RunRecord
 from .sampling import MultiTaskBatchSampler, MultiTaskDataset, RunLength, sampling_strategy
-from .tasks import Task, TokenClassificationTask, tasks_from_config
+from .tasks import Task, tasks_from_config
 from .training_args import MultiTaskTrainingArguments
 
 logger = logging.get_logger(__name__)
@@ -782,7 +782,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             if isinstance(dataset, Dataset) and "input_ids" not in dataset.column_names:
                 task = self.task_by_name.get(name)
                 words = 0
-                if isinstance(task, TokenClassificationTask) and task.tokens_column in dataset.column_names:
+                if task is not None and task.token_level and task.tokens_column in dataset.column_names:
                     words = max((len(t) for t in dataset[task.tokens_column] if isinstance(t, (list, tuple))), default=0)
                 shapes[name] = (len(dataset), words)
         prepared = self._prepare(datasets, "test", self.processing_class, require_labels=False)
@@ -904,7 +904,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         else:
             row_of, num_rows = rows_in_order(example_index)
             num_words, scored = 0, np.arange(num_rows)
-        if not isinstance(task, TokenClassificationTask):
+        if not task.token_level:
             predictions = to_examples(predictions, row_of, num_rows)
             label_ids = to_examples(label_ids, row_of, num_rows) if label_ids is not None else None
             return predictions, label_ids, scored
@@ -962,7 +962,8 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         finally:
             self._weigh_losses = True
         mask = inputs.get("attention_mask")
-        if isinstance(self.task_by_name.get(inputs.get("task_name")), TokenClassificationTask) and mask is not None:
+        task = self.task_by_name.get(inputs.get("task_name"))
+        if task is not None and task.token_level and mask is not None:
             logits, labels = _left_align(logits, mask), _left_align(labels, mask)
         return loss, logits, labels
 

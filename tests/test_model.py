@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -98,6 +99,19 @@ def test_forward_without_task_name_runs_encoder_once_for_all_heads():
     # the all-heads pass gives the same logits as per-task calls
     for name, logits in out.logits.items():
         torch.testing.assert_close(model(**_batch(), task_name=name).logits, logits)
+
+
+def test_sequence_heads_share_one_pooled_tensor_per_forward(monkeypatch):
+    import hf_mtl.heads_multitask as heads
+
+    model = make_model(ALL_KINDS).eval()
+    calls = []
+    real_pool = heads.pool
+    monkeypatch.setattr(heads, "pool", lambda *args: calls.append(args[2]) or real_pool(*args))
+    model(**_batch())  # three sequence heads and a token head
+    assert calls == ["mean"]
+    model(**_batch(), tasks=["ner"])  # no sequence head: nothing pooled
+    assert calls == ["mean"]
 
 
 def test_forward_errors():
@@ -248,8 +262,25 @@ def test_config_validation_errors():
     base = {"name": "t", "task_type": "sequence_classification", "id2label": {0: "a", 1: "b"}}
     with pytest.raises(ValueError, match="unique"):
         MultiTaskConfig(encoder=tiny_bert_config(), tasks=[base, base])
-    with pytest.raises(ValueError, match="task_type"):
+    with pytest.raises(ValueError, match="task_type") as unknown:
         MultiTaskConfig(encoder=tiny_bert_config(), tasks=[{**base, "task_type": "generation"}])
+    # an unregistered kind names the registered ones and what to do
+    assert "'generation' is not a registered task kind" in str(unknown.value)
+    assert "'sequence_classification', 'token_classification'" in str(unknown.value)
+    assert "import the package that defines it" in str(unknown.value)
+    # the kind's own rules come from its head: problem types and the label-count rule, the same as the spec's
+    with pytest.raises(ValueError, match="problem_type 'token_classification' is not valid for sequence_classification"):
+        MultiTaskConfig(encoder=tiny_bert_config(), tasks=[{**base, "problem_type": "token_classification"}])
+    one_label = "Task 't': single_label_classification needs at least 2 labels, got 1: ['a']."
+    with pytest.raises(ValueError, match=re.escape(one_label)):
+        MultiTaskConfig(encoder=tiny_bert_config(), tasks=[{**base, "id2label": {0: "a"}}])
+    with pytest.raises(ValueError, match=re.escape(one_label)):
+        SequenceClassificationTask("t", ["a"])
+    duplicated = "Task 't': labels ['a'] appear more than once in ['a', 'a']."
+    with pytest.raises(ValueError, match=re.escape(duplicated)):
+        MultiTaskConfig(encoder=tiny_bert_config(), tasks=[{**base, "id2label": {0: "a", 1: "a"}}])
+    with pytest.raises(ValueError, match=re.escape(duplicated)):
+        SequenceClassificationTask("t", ["a", "a"])
     with pytest.raises(ValueError, match="not valid"):
         MultiTaskConfig(encoder=tiny_bert_config(), tasks=[{**base, "name": "has.dot"}])
     with pytest.raises(ValueError, match="pooling"):
@@ -359,18 +390,29 @@ def test_checkpoint_loads_without_hf_mtl_via_trust_remote_code(tmp_path):
         torch.testing.assert_close(torch.tensor(out["logits"][name]), torch.tensor(expected[name]))
 
 
-def test_checkpoint_code_is_self_contained():
+def test_checkpoint_code_is_self_contained(tmp_path):
+    from pathlib import Path
+
+    from transformers.dynamic_module_utils import get_relative_import_files
+
     import hf_mtl.configuration_multitask as cfg_module
     import hf_mtl.modeling_multitask as model_module
 
+    # what save_pretrained copies into a checkpoint: the two files and their relative imports, recursively
+    copied = {Path(cfg_module.__file__), Path(model_module.__file__)}
     for module in (cfg_module, model_module):
-        source = open(module.__file__).read()
-        imports = [line.strip() for line in source.splitlines() if line.strip().startswith(("import ", "from "))]
-        for line in imports:
-            allowed = ("torch", "transformers", "__future__", ".configuration_multitask", "typing", "dataclasses",
-                       "collections", "inspect", "os", "re", "copy", "difflib")
-            target = line.split()[1]
-            assert target.split(".")[0] in allowed or target in allowed, f"{module.__name__}: {line}"
+        copied |= {Path(f) for f in get_relative_import_files(module.__file__)}
+    assert sorted(p.name for p in copied) == ["configuration_multitask.py", "heads_multitask.py", "modeling_multitask.py"]
+    make_model(ALL_KINDS).save_pretrained(tmp_path)
+    assert {p.name for p in copied} <= {p.name for p in tmp_path.iterdir()}
+    relative = tuple(f".{p.stem}" for p in copied)
+    allowed = ("torch", "transformers", "__future__", "typing", "dataclasses", "collections", "inspect", "os", "re",
+               "copy", "difflib", *relative)
+    for path in copied:
+        for line in (line.strip() for line in path.read_text().splitlines()):
+            if line.startswith(("import ", "from ")):
+                target = line.split()[1]
+                assert target.split(".")[0] in allowed or target in allowed, f"{path.name}: {line}"
 
 
 def test_from_encoder_keeps_sdpa_attention_and_is_padding_independent(minilm_dir, tokenizer):

@@ -19,7 +19,7 @@ from typing import Any
 import datasets
 
 from ..preprocessing import class_label_names
-from ..tasks import MULTI_LABEL, REGRESSION, SINGLE_LABEL, Task, TokenClassificationTask
+from ..tasks import CLASS_LABEL, CLASS_LABELS, NUMBER, Task
 from .loaders import DataFileError, get_data_format, infer_format
 
 
@@ -104,8 +104,8 @@ def _read_split(source: DataSource, split: str, task: Task) -> tuple[datasets.Da
         options = dict(source.reader_options)
         try:
             data_format = get_data_format(source.format or infer_format(path), path)
-            if data_format.word_tags and isinstance(task, TokenClassificationTask):
-                options.update(tokens_name=task.tokens_column, tags_name=task.tags_column)  # columns the task reads
+            if data_format.word_tags and task.token_level:
+                options.update(tokens_name=task.tokens_column, tags_name=task.label_column)  # columns the task reads
             return data_format.read(path, **options), path
         except DataFileError as err:
             raise DataSourceError(str(err)) from None
@@ -183,26 +183,26 @@ class _LabelConverter:
         except (TypeError, ValueError):
             raise self.fail(row, value, "expected a number for a regression target") from None
 
-    def convert(self, value: Any, row: int) -> Any:
-        if isinstance(self.task, TokenClassificationTask):
-            if not isinstance(value, (list, tuple)):
-                raise self.fail(row, value, "expected a list of tags")
-            return [self.name(v, row) for v in value]
-        problem_type = self.task.problem_type
-        if problem_type == REGRESSION:
+    def value(self, value: Any, row: int) -> Any:
+        """One label value (of a row, or of a word for word-level kinds), as the task's `label_values` says."""
+        kind = self.task.label_values
+        if kind == NUMBER:
             return self.regression(value, row)
-        if problem_type == MULTI_LABEL:
+        if kind == CLASS_LABELS:
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(self.source.label_separator) if v.strip()]
             if not isinstance(value, (list, tuple)):
                 raise self.fail(row, value, "expected a list of labels")
             return [self.name(v, row) for v in value]
-        assert problem_type == SINGLE_LABEL
+        assert kind == CLASS_LABEL, kind
         return self.name(value, row)
 
-
-def _label_column(task: Task) -> str:
-    return task.tags_column if isinstance(task, TokenClassificationTask) else task.label_column  # type: ignore[attr-defined]
+    def convert(self, value: Any, row: int) -> Any:
+        if self.task.token_level:  # one value per word
+            if not isinstance(value, (list, tuple)):
+                raise self.fail(row, value, f"expected a list of {self.task.word_target_name}s")
+            return [self.value(v, row) for v in value]
+        return self.value(value, row)
 
 
 def to_task_dataset(dataset: datasets.Dataset, task: Task, source: DataSource, where: str) -> datasets.Dataset:
@@ -217,9 +217,9 @@ def to_task_dataset(dataset: datasets.Dataset, task: Task, source: DataSource, w
     if len(dataset) == 0:
         raise DataSourceError(f"{where}: no rows.")
     dataset = dataset.select_columns(task.input_columns)
-    label_column = _label_column(task)
+    label_column = task.label_column
     if (
-        task.problem_type != REGRESSION
+        task.label_values != NUMBER
         and source.label_map is None
         and class_label_names(dataset.features[label_column]) is not None
     ):
