@@ -11,6 +11,7 @@ from .balancers import LossBalancer, StaticWeights, register_loss_balancer
 from .collator import MultiTaskDataCollator
 from .configuration_multitask import MultiTaskConfig
 from .evaluation import MultiTaskPredictionOutput
+from .export import export_onnx
 from .metrics import compute_task_metrics
 from .modeling_multitask import (
     MultiTaskForSequenceClassification,
@@ -72,6 +73,7 @@ __all__ = [
     "TokenClassificationTask",
     "WordLevelTask",
     "compute_task_metrics",
+    "export_onnx",
     "prepare_dataset",
     "prepare_datasets",
     "register_loss_balancer",

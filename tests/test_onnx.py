@@ -1,0 +1,161 @@
+"""ONNX export (`hf_mtl.export_onnx`, `hf-mtl export`), the pipeline on an export folder (ONNX Runtime) and the
+torch-free `hf_mtl.runtime.OnnxPredictor`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+import onnx  # noqa: E402
+import onnxruntime  # noqa: E402
+from transformers import BertConfig, DebertaV2Config, DistilBertConfig, ModernBertConfig, RobertaConfig  # noqa: E402
+
+from hf_mtl import MultiTaskConfig, MultiTaskModel, SequenceClassificationTask, TokenClassificationTask  # noqa: E402
+from hf_mtl.export import ExportValidationError, export_onnx  # noqa: E402
+
+from conftest import NER_LABELS  # noqa: E402
+
+VOCAB = 30522  # the MiniLM tokenizer's, used with every tiny encoder here
+SMALL = dict(num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, vocab_size=VOCAB)
+FAMILIES = {
+    "bert": lambda: BertConfig(hidden_size=32, **SMALL),
+    "roberta": lambda: RobertaConfig(hidden_size=32, **SMALL),
+    "deberta-v2": lambda: DebertaV2Config(hidden_size=32, **SMALL),
+    "distilbert": lambda: DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=37, vocab_size=VOCAB),
+    "modernbert": lambda: ModernBertConfig(
+        hidden_size=32, pad_token_id=0, bos_token_id=101, eos_token_id=102, cls_token_id=101, sep_token_id=102, **SMALL
+    ),
+}
+ALL_KINDS = [
+    SequenceClassificationTask("single", ["a", "b", "c"]),
+    SequenceClassificationTask("multi", ["x", "y", "z"], problem_type="multi_label_classification"),
+    SequenceClassificationTask("score", problem_type="regression"),
+    TokenClassificationTask("ner", NER_LABELS),
+]
+
+
+def family_model(kind: str, seed: int = 0) -> MultiTaskModel:
+    torch.manual_seed(seed)
+    config = MultiTaskConfig(encoder=FAMILIES[kind](), tasks=[t.to_config_dict() for t in ALL_KINDS])
+    model = MultiTaskModel(config).eval()
+    with torch.no_grad():  # random heads give near-zero logits; larger ones make label comparisons meaningful
+        for head in model.heads.values():
+            for p in head.parameters():
+                p.mul_(8)
+    return model
+
+
+@pytest.fixture(scope="module")
+def bert_export(tmp_path_factory, tokenizer):
+    """A BERT model with all four head kinds, exported with int8 (shared by the runtime tests)."""
+    model = family_model("bert")
+    source = tmp_path_factory.mktemp("bert_model")
+    model.save_pretrained(source)
+    tokenizer.save_pretrained(source)
+    out = tmp_path_factory.mktemp("bert_onnx")
+    result = export_onnx(source, out, quantize="int8")
+    return model, source, out, result
+
+
+# ---------------------------------------------------------------------------- export
+@pytest.mark.parametrize("kind", list(FAMILIES))
+def test_every_family_exports_one_graph_with_one_output_per_head(kind, tmp_path, tokenizer):
+    model = family_model(kind)
+    result = export_onnx(model, tmp_path, tokenizer=tokenizer)
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
+    inputs = [i.name for i in session.get_inputs()]
+    takes_token_types = kind in ("bert", "roberta", "deberta-v2")
+    assert inputs == ["input_ids", "attention_mask"] + (["token_type_ids"] if takes_token_types else [])
+    assert [o.name for o in session.get_outputs()] == ["single_logits", "multi_logits", "score_logits", "ner_logits"]
+    for i in session.get_inputs():  # both axes dynamic (symbolic), not fixed by the example input
+        assert all(isinstance(d, str) for d in i.shape), i.shape
+    # other shapes than the export example, with padding
+    encoded = tokenizer(["a much longer sentence about Paris and Berlin than before", "hi"], padding=True, return_tensors="np")
+    feed = {name: encoded[name].astype(np.int64) if name in encoded else np.zeros_like(encoded["input_ids"]) for name in inputs}
+    outputs = dict(zip(result.outputs.values(), session.run(None, feed)))
+    with torch.inference_mode():
+        expected = model(**{k: torch.from_numpy(v) for k, v in feed.items()}).logits
+    for task, name in result.outputs.items():
+        np.testing.assert_allclose(outputs[name], expected[task].numpy(), atol=1e-4)
+    assert set(result.validation["model.onnx"]) == {"single", "multi", "score", "ner"}
+    assert all(f["max_abs_diff"] <= 1e-4 and f["agreement"] == 1.0 for f in result.validation["model.onnx"].values())
+
+
+def test_export_folder_describes_itself(bert_export):
+    model, source, out, result = bert_export
+    assert {"model.onnx", "model.int8.onnx", "tokenizer.json", "config.json", "README.md"} <= {p.name for p in out.iterdir()}
+    assert not (out / "model.safetensors").exists()
+    config = json.loads((out / "config.json").read_text())
+    assert [t["name"] for t in config["tasks"]] == ["single", "multi", "score", "ner"]
+    assert config["tasks"][0]["id2label"] == {"0": "a", "1": "b", "2": "c"}
+    described = config["onnx_export"]
+    assert described["file"] == "model.int8.onnx" and result.default_file == "model.int8.onnx"
+    assert described["outputs"]["ner"] == "ner_logits"
+    assert described["max_length"] == 512
+    for name in ("model.onnx", "model.int8.onnx"):
+        metadata = {p.key: p.value for p in onnx.load(str(out / name), load_external_data=False).metadata_props}
+        tasks = json.loads(metadata["hf_mtl_tasks"])
+        assert [t["name"] for t in tasks] == ["single", "multi", "score", "ner"]
+        assert tasks[3]["label2id"]["B-LOC"] == 5
+    card = (out / "README.md").read_text()
+    assert "## ONNX" in card and "`ner_logits`" in card and "model.int8.onnx" in card
+    # the config still loads as a MultiTaskConfig (the pipeline reads it)
+    assert MultiTaskConfig.from_pretrained(out).task_names == ["single", "multi", "score", "ner"]
+
+
+def test_int8_export_reports_agreement_and_is_smaller(bert_export):
+    _, _, out, result = bert_export
+    assert result.files["model.int8.onnx"] < result.files["model.onnx"] / 2
+    figures = result.validation["model.int8.onnx"]
+    assert set(figures) == {"single", "multi", "score", "ner"}
+    for task, values in figures.items():
+        assert 0.0 <= values["agreement"] <= 1.0 and values["max_abs_diff"] > 0, task  # quantized: not identical
+    assert figures["ner"]["agreement"] > 0.8
+
+
+def test_export_of_selected_tasks(tmp_path, tokenizer):
+    model = family_model("distilbert")
+    result = export_onnx(model, tmp_path, tasks="ner,single", tokenizer=tokenizer)
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
+    assert [o.name for o in session.get_outputs()] == ["single_logits", "ner_logits"]  # the config's order
+    assert list(result.outputs) == ["single", "ner"]
+    assert [t["name"] for t in json.loads((tmp_path / "config.json").read_text())["tasks"]] == ["single", "ner"]
+    with pytest.raises(KeyError, match="nope"):
+        export_onnx(model, tmp_path / "x", tasks=["nope"], tokenizer=tokenizer)
+    with pytest.raises(ValueError, match="quantize"):
+        export_onnx(model, tmp_path / "y", quantize="int4", tokenizer=tokenizer)
+
+
+def test_fp32_export_fails_when_onnx_runtime_disagrees(tmp_path, tokenizer, monkeypatch):
+    import hf_mtl.export as export_module
+
+    real = export_module._validate
+
+    def skewed(model, tasks, path, batches, input_names):
+        figures = real(model, tasks, path, batches, input_names)
+        figures["ner"]["max_abs_diff"] = 3e-4  # as if ORT computed the head differently
+        return figures
+
+    monkeypatch.setattr(export_module, "_validate", skewed)
+    with pytest.raises(ExportValidationError, match=r"ner.*3e-04|beyond 0.0001.*ner"):
+        export_onnx(family_model("bert"), tmp_path, tokenizer=tokenizer)
+
+
+def test_export_command(tmp_path, tokenizer, capsys):
+    from hf_mtl.cli import main
+
+    model = family_model("bert")
+    model.save_pretrained(tmp_path / "m")
+    tokenizer.save_pretrained(tmp_path / "m")
+    assert main(["export", str(tmp_path / "m"), str(tmp_path / "o"), "--tasks", "single", "--opset", "18"]) == 0
+    out = capsys.readouterr().out
+    assert "model.onnx" in out and "single: max |logit diff|" in out
+    assert onnx.load(str(tmp_path / "o" / "model.onnx")).opset_import[0].version == 18
+    assert main(["export", str(tmp_path / "m"), str(tmp_path / "o2"), "--tasks", "missing"]) == 2
+    assert "missing" in capsys.readouterr().err
