@@ -47,6 +47,12 @@ MultiTaskModel.register_for_auto_class("AutoModel")
 from .hub import push_model_to_hub as _push_model_to_hub  # noqa: E402
 
 MultiTaskModel.push_to_hub = _push_model_to_hub
+# `pipeline("multitask", model=<ONNX export folder>)` runs it on ONNX Runtime (onnxruntime is imported on load).
+from .onnx_backend import OnnxMultiTaskModel  # noqa: E402
+from .pipeline import MODEL_BACKENDS as _MODEL_BACKENDS  # noqa: E402
+
+if OnnxMultiTaskModel not in _MODEL_BACKENDS:
+    _MODEL_BACKENDS.append(OnnxMultiTaskModel)
 # `transformers.pipeline("multitask", ...)` and the single-task views of `MultiTaskModel.task_view`.
 register_pipeline()
 

@@ -429,6 +429,8 @@ def export_onnx(
     config.save_pretrained(out)
     config_path = out / "config.json"
     saved = json.loads(config_path.read_text(encoding="utf-8"))
+    # the checkpoint's own pipeline code (if a save registered one) loads PyTorch weights, which this folder has not
+    saved.pop("custom_pipelines", None)
     saved[ONNX_CONFIG_KEY] = {
         "file": result.default_file,
         "files": {name: {"quantization": None if name == FP32_FILE else quantize} for name in files},

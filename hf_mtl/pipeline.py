@@ -96,6 +96,12 @@ _PAIR_HINT = (
 )
 
 
+#: model classes tried before `MultiTaskModel` for a path given to `pipeline("multitask", model=...)` or the class:
+#: each has `serves(path)` and `from_pretrained(path)` and offers the calls this pipeline makes of a model (hf_mtl
+#: adds `hf_mtl.onnx_backend.OnnxMultiTaskModel`, which runs an ONNX export folder on ONNX Runtime)
+MODEL_BACKENDS: list[type] = []
+
+
 class InvalidInputError(ValueError, TypeError):
     """A bad input to `MultiTaskPipeline`.
 
@@ -314,8 +320,9 @@ class MultiTaskPipeline(Pipeline):
 
     def __init__(self, model: MultiTaskModel | str | os.PathLike, tokenizer: Any = None, **kwargs: Any):
         if isinstance(model, (str, os.PathLike)):
-            model = MultiTaskModel.from_pretrained(model)
-        if not isinstance(model, MultiTaskModel):
+            backend = next((cls for cls in MODEL_BACKENDS if cls.serves(model)), MultiTaskModel)
+            model = backend.from_pretrained(model)
+        if not isinstance(model, (MultiTaskModel, *MODEL_BACKENDS)):
             raise TypeError(f"MultiTaskPipeline needs a MultiTaskModel (or a path to one), got {type(model).__name__}.")
         tokenizer = self._load_tokenizer_for(model, tokenizer)
         kwargs.setdefault("task", PIPELINE_TASK)
@@ -756,8 +763,9 @@ def register_pipeline() -> None:
     AutoModelForSequenceClassification.register(MultiTaskConfig, MultiTaskForSequenceClassification, exist_ok=True)
     AutoModelForTokenClassification.register(MultiTaskConfig, MultiTaskForTokenClassification, exist_ok=True)
     registered = PIPELINE_REGISTRY.supported_tasks.get(PIPELINE_TASK)
-    if registered is None or registered.get("impl") is not MultiTaskPipeline:
-        PIPELINE_REGISTRY.register_pipeline(PIPELINE_TASK, pipeline_class=MultiTaskPipeline, pt_model=AutoModel, type="text")
+    model_classes = (*MODEL_BACKENDS, AutoModel)  # pipeline() loads a path with the first class that takes it
+    if registered is None or registered.get("impl") is not MultiTaskPipeline or tuple(registered.get("pt", ())) != model_classes:
+        PIPELINE_REGISTRY.register_pipeline(PIPELINE_TASK, pipeline_class=MultiTaskPipeline, pt_model=model_classes, type="text")
 
 
-__all__ = ["InvalidInputError", "MultiTaskPipeline", "PIPELINE_TASK", "register_pipeline"]
+__all__ = ["InvalidInputError", "MODEL_BACKENDS", "MultiTaskPipeline", "PIPELINE_TASK", "register_pipeline"]

@@ -159,3 +159,97 @@ def test_export_command(tmp_path, tokenizer, capsys):
     assert onnx.load(str(tmp_path / "o" / "model.onnx")).opset_import[0].version == 18
     assert main(["export", str(tmp_path / "m"), str(tmp_path / "o2"), "--tasks", "missing"]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- pipeline on ONNX Runtime
+def assert_same_results(got, expected, atol=1e-4, where="result"):
+    """Same structure, labels, words and offsets; scores within `atol`."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict) and list(got) == list(expected), (where, got, expected)
+        for key in expected:
+            assert_same_results(got[key], expected[key], atol, f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(got, list) and len(got) == len(expected), (where, got, expected)
+        for i, (g, e) in enumerate(zip(got, expected)):
+            assert_same_results(g, e, atol, f"{where}[{i}]")
+    elif isinstance(expected, float):
+        assert isinstance(got, float) and abs(got - expected) <= atol, (where, got, expected)
+    else:
+        assert got == expected, (where, got, expected)
+
+
+TEXTS = [
+    "Apple opened a new store in Paris and I love it",
+    "John Smith works at Acme Corporation in Berlin.",
+    "ok",
+    {"text": "Is the film good?", "text_pair": "The acting is wonderful, the story too long."},
+]
+LONG_TEXT = " ".join(["Mary visited Schwarzenegger Hospital in Zurich with John Smith from Acme."] * 60)
+CALLS = [
+    dict(),
+    dict(aggregation_strategy="none"),
+    dict(aggregation_strategy="simple"),
+    dict(aggregation_strategy="average"),
+    dict(aggregation_strategy="max"),
+    dict(tasks="ner,single"),
+    dict(tasks=["multi"], top_k=None),
+    dict(top_k=2, function_to_apply="sigmoid"),
+    dict(batch_size=2, ignore_labels=[]),
+]
+
+
+@pytest.fixture(scope="module")
+def pipelines(bert_export):
+    from transformers import pipeline
+
+    from hf_mtl.onnx_backend import OnnxMultiTaskModel
+
+    model, source, out, _ = bert_export
+    torch_pipe = pipeline("multitask", model=str(source))
+    onnx_pipe = pipeline("multitask", model=str(out), model_kwargs={"file": "model.onnx"})
+    assert type(onnx_pipe.model) is OnnxMultiTaskModel and onnx_pipe.model.file == "model.onnx"
+    return torch_pipe, onnx_pipe
+
+
+@pytest.mark.parametrize("kwargs", CALLS, ids=lambda k: ",".join(f"{a}={b}" for a, b in k.items()) or "defaults")
+def test_pipeline_on_an_export_folder_matches_pytorch(pipelines, kwargs):
+    torch_pipe, onnx_pipe = pipelines
+    assert_same_results(onnx_pipe(TEXTS, **kwargs), torch_pipe(TEXTS, **kwargs))
+
+
+def test_pipeline_on_an_export_folder_covers_long_texts_pairs_and_words(pipelines):
+    torch_pipe, onnx_pipe = pipelines
+    for kwargs in (dict(), dict(stride=16, aggregation_strategy="none"), dict(stride=64, aggregation_strategy="simple")):
+        expected = torch_pipe([LONG_TEXT, TEXTS[0]], **kwargs)
+        assert len(expected[0]["ner"]) > 60  # entities past the first window: the text was windowed
+        assert_same_results(onnx_pipe([LONG_TEXT, TEXTS[0]], **kwargs), expected)
+    words = [["John", "Smith", "works", "in", "Paris"], ["ok"]]
+    assert_same_results(onnx_pipe(words, is_split_into_words=True), torch_pipe(words, is_split_into_words=True))
+    pair = [["Is it good?", "The acting is wonderful."]]  # the legacy [[text, text_pair]]
+    assert_same_results(onnx_pipe([pair]), torch_pipe([pair]))
+    assert_same_results(onnx_pipe(iter(TEXTS)).__next__(), torch_pipe(TEXTS[0]))  # streamed
+
+
+def test_pipeline_on_an_export_folder_defaults_to_its_int8_file(bert_export):
+    from transformers import pipeline
+
+    _, _, out, _ = bert_export
+    predict = pipeline("multitask", model=str(out))
+    assert predict.model.file == "model.int8.onnx"
+    result = predict(TEXTS[0])
+    assert set(result) == {"single", "multi", "score", "ner"}
+    with pytest.raises(ValueError, match="no ONNX file 'missing.onnx'"):
+        pipeline("multitask", model=str(out), model_kwargs={"file": "missing.onnx"})
+
+
+def test_predict_command_takes_an_export_folder(bert_export, tmp_path, capsys):
+    from hf_mtl.cli import main
+
+    _, source, out, _ = bert_export
+    outputs = {}
+    for name, folder in (("torch", source), ("onnx", out)):
+        path = tmp_path / f"{name}.jsonl"
+        assert main(["predict", str(folder), TEXTS[0], TEXTS[1], "--tasks", "single", "--output", str(path)]) == 0
+        outputs[name] = [json.loads(line) for line in path.read_text().splitlines()]
+    # the export's default file is int8: same labels as PyTorch on these inputs, scores close
+    assert [r["single"]["label"] for r in outputs["onnx"]] == [r["single"]["label"] for r in outputs["torch"]]
