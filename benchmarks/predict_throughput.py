@@ -12,7 +12,11 @@ everywhere. Settings, all in one process and one run:
 - `(c) floor`           : tokenization plus one encoder forward in length-sorted batches, no postprocessing;
 - `(c') floor unsorted` : the same forward in input order (context only);
 - single head: `MultiTaskPipeline(tasks=["sentiment"])` against the built-in `text-classification` pipeline
-  on the same model, on the mixed input and on uniform-length input (SST-2 sentences of one token length).
+  on the same model, on the mixed input and on uniform-length input (SST-2 sentences of one token length);
+- `ort_fp32` / `ort_int8` : `MultiTaskPipeline` on ONNX Runtime (`pipeline("multitask", model=<export>)`, all
+  three heads, same pre/postprocessing as (a)) with the export's `model.onnx` / `model.int8.onnx`; the export
+  is `--onnx-dir`, else made at start (`export_onnx(model, tmp, quantize="int8")`); `ort_fp32_opt`: the
+  float32 graph after `onnxruntime.transformers.optimizer` (BERT fusions). Targets: vs (c), the PyTorch floor.
 
 Settings run in `--repeats` rounds (alternating order). The table gives each setting's best run; the target
 ratios are the median over rounds of the ratio within a round (runs close in time see similar load, which
@@ -25,6 +29,8 @@ resident-memory growth during the run (process-wide, comparable side by side onl
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import os
 import sys
 import time
@@ -125,6 +131,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--settings", default="a,b,c,c_unsorted,single_mixed,builtin_single_mixed,"
                         "single_uniform,builtin_single_uniform")
+    parser.add_argument("--onnx-dir", default=None, help="`hf-mtl export --quantize int8` folder of --model "
+                        "(default: exported at start into a temporary folder)")
+    parser.add_argument("--ort-threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: its choice)")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/predict_throughput.json)")
     return run(parser.parse_args(argv))
 
@@ -157,6 +166,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         builtin[task.name] = pipeline(kind, model=views[task.name], tokenizer=tokenizer, batch_size=bs, **kwargs)
 
     single = next(t.name for t in tasks if not isinstance(t, TokenClassificationTask))
+    chosen = [s.strip() for s in args.settings.split(",") if s.strip()]
+    ort = {key: ort_pipeline(model, tokenizer, args, key, bs, agg) for key in chosen if key.startswith("ort_")}
 
     def three_builtin(xs):
         return {name: pipe(xs) for name, pipe in builtin.items()}
@@ -173,7 +184,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "builtin_single_uniform": (f"built-in text-classification, uniform {len(uniform)}",
                                    lambda: builtin[single](uniform), len(uniform)),
     }
-    chosen = [s.strip() for s in args.settings.split(",") if s.strip()]
+    for key, pipe in ort.items():
+        settings[key] = (f"ORT {key[4:]}: MultiTaskPipeline on {pipe.model.file}, 3 heads", functools.partial(pipe, texts), len(texts))
     unknown = [s for s in chosen if s not in settings]
     if unknown:
         raise SystemExit(f"unknown settings {unknown}; choose from {list(settings)}")
@@ -187,6 +199,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             three_builtin(texts[: 2 * bs])
         elif key.startswith("builtin"):
             builtin[single](texts[: 2 * bs])
+        elif key in ort:
+            ort[key](texts[: 2 * bs])
 
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in chosen}
     outputs: dict[str, Any] = {}
@@ -219,7 +233,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     for key, r in results.items():
         r["vs_b"] = ratio(key, "b") if key in ("a", "b", "c", "c_unsorted") else None
-        r["vs_c"] = ratio(key, "c") if key in ("a", "b", "c", "c_unsorted") else None
+        r["vs_c"] = ratio(key, "c") if key in ("a", "b", "c", "c_unsorted") or key in ort else None
     def round_ratio(a: str, b: str) -> tuple[float | None, list[float]]:
         """Median over rounds of the ratio within each round (runs close in time see similar load)."""
         if a not in runs or b not in runs:
@@ -233,7 +247,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ("(a) / (c): multitask vs forward floor", "a", "c", 0.85),
         ("single head vs built-in text-classification, mixed", "single_mixed", "builtin_single_mixed", 2.0),
         ("single head vs built-in text-classification, uniform", "single_uniform", "builtin_single_uniform", 1.0),
+        ("ORT fp32 pipeline (3 heads) vs PyTorch forward floor (c)", "ort_fp32", "c", 1.3),
+        ("ORT fp32 optimized pipeline vs PyTorch forward floor (c)", "ort_fp32_opt", "c", 1.3),
+        ("ORT int8 pipeline (3 heads) vs PyTorch forward floor (c)", "ort_int8", "c", 2.5),
+        ("ORT int8 optimized pipeline vs PyTorch forward floor (c)", "ort_int8_opt", "c", 2.5),
     ):
+        if a not in runs or b not in runs:
+            continue
         value, per_round = round_ratio(a, b)
         targets.append({**target_line(name, value, target), "per_round": per_round, "best_of_ratio": ratio(a, b)})
     agreement = compare_outputs(outputs.get("a"), outputs.get("b")) if "a" in outputs and "b" in outputs else None
@@ -261,6 +281,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "targets_table": targets_table(targets),
     }
     return finish("predict_throughput", payload, args.out)
+
+
+def ort_pipeline(model: Any, tokenizer: Any, args: argparse.Namespace, key: str, batch_size: int, aggregation: str) -> Any:
+    """`MultiTaskPipeline` on ONNX Runtime for setting `key` (`ort_fp32`, `ort_fp32_opt`, `ort_int8`)."""
+    import tempfile
+
+    from hf_mtl.export import export_onnx
+    from hf_mtl.onnx_backend import OnnxMultiTaskModel
+    from hf_mtl.pipeline import MultiTaskPipeline
+
+    if not args.onnx_dir:
+        args.onnx_dir = tempfile.mkdtemp(prefix="predict_throughput_onnx_")
+        t0 = time.perf_counter()
+        result = export_onnx(model, args.onnx_dir, quantize="int8", tokenizer=tokenizer, optimize=True)
+        print(f"exported to {args.onnx_dir} in {time.perf_counter() - t0:.0f} s: {result.files}", flush=True)
+    file = ORT_FILES[key]
+    described = Path(args.onnx_dir, "config.json")
+    config = json.loads(described.read_text())
+    if file not in config["onnx_export"]["files"]:
+        raise SystemExit(f"{args.onnx_dir} has no {file}: export with `hf-mtl export ... --optimize` for the *_opt settings")
+    ort_model = OnnxMultiTaskModel.from_pretrained(args.onnx_dir, file=file, intra_op_num_threads=args.ort_threads)
+    return MultiTaskPipeline(model=ort_model, tokenizer=tokenizer, batch_size=batch_size, aggregation_strategy=aggregation)
+
+
+#: ONNX Runtime settings -> the export folder's file they run
+ORT_FILES = {"ort_fp32": "model.onnx", "ort_int8": "model.int8.onnx", "ort_fp32_opt": "model.opt.onnx",
+             "ort_int8_opt": "model.opt.int8.onnx"}
 
 
 def compare_outputs(a: list[dict[str, Any]], b: dict[str, list[Any]]) -> dict[str, Any]:

@@ -33,7 +33,12 @@ def create_session(
     session_options: Any = None,
     intra_op_num_threads: int | None = None,
 ) -> Any:
-    """An ONNX Runtime session for `path`: all graph optimizations, CPU unless `providers` says otherwise."""
+    """An ONNX Runtime session for `path`: all graph optimizations, CPU unless `providers` says otherwise.
+
+    With `OMP_WAIT_POLICY=PASSIVE` (the setting that keeps PyTorch's threads from spinning on a shared CPU), ONNX
+    Runtime's intra-op threads do not spin either: spinning threads slow everything down whenever another process
+    holds a core.
+    """
     import onnxruntime
 
     options = session_options
@@ -42,6 +47,8 @@ def create_session(
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         if intra_op_num_threads is not None:
             options.intra_op_num_threads = int(intra_op_num_threads)
+        if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(str(path), sess_options=options, providers=list(providers or ["CPUExecutionProvider"]))
 
 

@@ -253,3 +253,20 @@ def test_predict_command_takes_an_export_folder(bert_export, tmp_path, capsys):
         outputs[name] = [json.loads(line) for line in path.read_text().splitlines()]
     # the export's default file is int8: same labels as PyTorch on these inputs, scores close
     assert [r["single"]["label"] for r in outputs["onnx"]] == [r["single"]["label"] for r in outputs["torch"]]
+
+
+def test_optimized_export_fuses_attention_and_matches_pytorch(tmp_path, tokenizer):
+    from hf_mtl.pipeline import MultiTaskPipeline
+
+    model = family_model("bert")
+    result = export_onnx(model, tmp_path, tokenizer=tokenizer, optimize=True)
+    assert result.default_file == "model.opt.onnx"
+    described = json.loads((tmp_path / "config.json").read_text())["onnx_export"]
+    assert described["files"]["model.opt.onnx"]["fused"]["Attention"] == 2  # one per layer
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "model.opt.onnx")).graph.node}
+    assert {"Attention", "SkipLayerNormalization"} <= ops
+    assert all(f["max_abs_diff"] <= 1e-4 for f in result.validation["model.opt.onnx"].values())
+    expected = MultiTaskPipeline(model=model, tokenizer=tokenizer)(TEXTS + [LONG_TEXT], stride=32)
+    assert_same_results(MultiTaskPipeline(model=str(tmp_path))(TEXTS + [LONG_TEXT], stride=32), expected)
+    with pytest.raises(ValueError, match="deberta-v2"):
+        export_onnx(family_model("deberta-v2"), tmp_path / "d", tokenizer=tokenizer, optimize=True)

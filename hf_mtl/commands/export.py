@@ -26,6 +26,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset version (default: the exporter's).")
     parser.add_argument("--tasks", metavar="A,B", help="Comma-separated heads to export (default: all).")
     parser.add_argument("--per-channel", action="store_true", help="int8: one weight scale per output channel.")
+    parser.add_argument(
+        "--optimize", action="store_true",
+        help="Also write model.opt.onnx (and its int8): ONNX Runtime's transformer fusions (fused attention), "
+        "for BERT, RoBERTa and DistilBERT encoders; the folder's default file then.",
+    )
     parser.set_defaults(func=run)
 
 
@@ -37,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"export needs the [onnx] extra (pip install 'hf_mtl[onnx]'): {err}") from None
     if args.per_channel and not args.quantize:
         raise UserError("--per-channel applies to --quantize int8 only.")
-    result = export_onnx(args.model, args.out, quantize=args.quantize, tasks=args.tasks, opset=args.opset, per_channel=args.per_channel)
+    result = export_onnx(args.model, args.out, quantize=args.quantize, tasks=args.tasks, opset=args.opset,
+                         per_channel=args.per_channel, optimize=args.optimize)
     print(result.summary())
     return 0
