@@ -10,8 +10,8 @@ The graph takes `input_ids` and `attention_mask` (plus `token_type_ids` where th
 config's task order: exactly the logits `MultiTaskModel.forward(tasks=...)` returns. It is exported with
 `torch.onnx.export(..., dynamo=True)` (transformers 5 dropped the TorchScript tracing paths).
 
-The export folder is self-describing, so that `pipeline("multitask", model=<folder>)` and the torch-free
-`hf_mtl.runtime.OnnxPredictor` need nothing else:
+The export folder is self-describing, so that `pipeline("multitask", model=<folder>)` (which runs it on ONNX
+Runtime, `hf_mtl.onnx_backend`) needs nothing else:
 
 - `model.onnx` (float32) and, with `quantize="int8"`, `model.int8.onnx` (dynamic int8 weights from
   `onnxruntime.quantization.quantize_dynamic`), which then is the folder's default file; with `optimize=True`
@@ -423,10 +423,7 @@ head: {outputs}. The tasks and label maps are in `config.json` and in the ONNX m
 from transformers import pipeline
 import hf_mtl  # registers the "multitask" pipeline
 
-predict = pipeline("multitask", model="{out_dir.name}")  # runs on ONNX Runtime
-# without torch or transformers installed (pip install hf_mtl onnxruntime tokenizers numpy):
-from hf_mtl.runtime import OnnxPredictor
-predict = OnnxPredictor("{out_dir.name}")
+predict = pipeline("multitask", model="{out_dir.name}")  # runs on ONNX Runtime (pip install "hf_mtl[onnx]")
 predict("Apple opened a store in Paris")
 ```
 """
