@@ -15,8 +15,9 @@ everywhere. Settings, all in one process and one run:
   on the same model, on the mixed input and on uniform-length input (SST-2 sentences of one token length);
 - `ort_fp32` / `ort_int8` : `MultiTaskPipeline` on ONNX Runtime (`pipeline("multitask", model=<export>)`, all
   three heads, same pre/postprocessing as (a)) with the export's `model.onnx` / `model.int8.onnx`; the export
-  is `--onnx-dir`, else made at start (`export_onnx(model, tmp, quantize="int8")`); `ort_fp32_opt`: the
-  float32 graph after `onnxruntime.transformers.optimizer` (BERT fusions). Targets: vs (c), the PyTorch floor.
+  is `--onnx-dir`, else made at start (`export_onnx(model, tmp, quantize="int8", optimize=True)`); `ort_fp32_opt`: the
+  fused graph of `export_onnx(optimize=True)` (`model.opt.onnx`, fused attention), `ort_int8_opt` its int8;
+  `ort:<file>` any other file of the export folder. Targets: vs (c), the PyTorch floor.
 
 Settings run in `--repeats` rounds (alternating order). The table gives each setting's best run; the target
 ratios are the median over rounds of the ratio within a round (runs close in time see similar load, which
@@ -167,7 +168,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     single = next(t.name for t in tasks if not isinstance(t, TokenClassificationTask))
     chosen = [s.strip() for s in args.settings.split(",") if s.strip()]
-    ort = {key: ort_pipeline(model, tokenizer, args, key, bs, agg) for key in chosen if key.startswith("ort_")}
+    ort = {key: ort_pipeline(model, tokenizer, args, key, bs, agg) for key in chosen if key.startswith("ort")}
 
     def three_builtin(xs):
         return {name: pipe(xs) for name, pipe in builtin.items()}
@@ -185,7 +186,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                    lambda: builtin[single](uniform), len(uniform)),
     }
     for key, pipe in ort.items():
-        settings[key] = (f"ORT {key[4:]}: MultiTaskPipeline on {pipe.model.file}, 3 heads", functools.partial(pipe, texts), len(texts))
+        settings[key] = (f"{key}: MultiTaskPipeline on ORT, {pipe.model.file}, 3 heads", functools.partial(pipe, texts), len(texts))
     unknown = [s for s in chosen if s not in settings]
     if unknown:
         raise SystemExit(f"unknown settings {unknown}; choose from {list(settings)}")
@@ -284,7 +285,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def ort_pipeline(model: Any, tokenizer: Any, args: argparse.Namespace, key: str, batch_size: int, aggregation: str) -> Any:
-    """`MultiTaskPipeline` on ONNX Runtime for setting `key` (`ort_fp32`, `ort_fp32_opt`, `ort_int8`)."""
+    """`MultiTaskPipeline` on ONNX Runtime for setting `key` (`ort_fp32`, `ort_fp32_opt`, `ort_int8`, `ort_int8_opt`, `ort:<file>`)."""
     import tempfile
 
     from hf_mtl.export import export_onnx
@@ -296,7 +297,7 @@ def ort_pipeline(model: Any, tokenizer: Any, args: argparse.Namespace, key: str,
         t0 = time.perf_counter()
         result = export_onnx(model, args.onnx_dir, quantize="int8", tokenizer=tokenizer, optimize=True)
         print(f"exported to {args.onnx_dir} in {time.perf_counter() - t0:.0f} s: {result.files}", flush=True)
-    file = ORT_FILES[key]
+    file = ORT_FILES.get(key) or key.split(":", 1)[1]  # "ort:<file>": any file of the export folder
     described = Path(args.onnx_dir, "config.json")
     config = json.loads(described.read_text())
     if file not in config["onnx_export"]["files"]:

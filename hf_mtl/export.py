@@ -197,6 +197,16 @@ def _export_graph(model: Any, tasks: list[str], input_names: list[str], path: Pa
 ORT_OPTIMIZER_TYPES = {"bert": "bert", "roberta": "bert", "distilbert": "bert", "xlm-roberta": "bert", "electra": "bert"}
 
 
+def _optimizer_type(encoder_config: Any) -> str:
+    optimizer_type = ORT_OPTIMIZER_TYPES.get(encoder_config.model_type)
+    if optimizer_type is None:
+        raise ValueError(
+            f"optimize=True knows the fusions of {sorted(ORT_OPTIMIZER_TYPES)} encoders, not {encoder_config.model_type!r}; "
+            "export without optimize."
+        )
+    return optimizer_type
+
+
 def _export_fused_graph(model: Any, tasks: list[str], input_names: list[str], path: Path, opset: int | None) -> dict[str, int]:
     """The graph in the form ONNX Runtime's transformer optimizer fuses (one `Attention` operator per layer,
     `EmbedLayerNormalization`, `SkipLayerNormalization`, `BiasGelu`), optimized and saved at `path`.
@@ -209,12 +219,7 @@ def _export_fused_graph(model: Any, tasks: list[str], input_names: list[str], pa
     from onnxruntime.transformers.optimizer import optimize_model
 
     encoder_config = model.config.encoder
-    optimizer_type = ORT_OPTIMIZER_TYPES.get(encoder_config.model_type)
-    if optimizer_type is None:
-        raise ValueError(
-            f"optimize=True knows the fusions of {sorted(ORT_OPTIMIZER_TYPES)} encoders, not {encoder_config.model_type!r}; "
-            "export without optimize."
-        )
+    optimizer_type = _optimizer_type(encoder_config)
     previous = model.encoder.config._attn_implementation
     model.encoder.set_attn_implementation("eager")
     try:
@@ -340,13 +345,15 @@ def _set_metadata(path: Path, metadata: dict[str, str]) -> None:
     onnx.save(proto, str(path))
 
 
-def quantize_int8(source: Path, target: Path, *, per_channel: bool = False, keep_fp32: Sequence[str] = ()) -> None:
+def quantize_int8(source: Path, target: Path, *, per_channel: bool = True, keep_fp32: Sequence[str] = ()) -> None:
     """Dynamic int8 quantization of `source`'s weights (activations quantized at run time).
 
-    `per_channel`: one scale per output channel instead of per tensor. `keep_fp32`: regular expressions
-    searched in each node's PyTorch module path (the exporter's innermost name scope, e.g.
-    `model.encoder.encoder.layer.3.output.dense` or `model.heads.ner.classifier`) and in its node name; the
-    matching nodes stay in float32, for layers whose quantization costs accuracy.
+    `per_channel`: one scale per output channel instead of per tensor (the default of `export_onnx`: on a
+    trained MiniLM-L6 checkpoint per-tensor scales cost 0.7-3.5 points per task, per-channel none; see
+    benchmarks/RESULTS.md). `keep_fp32`: regular expressions searched in each node's PyTorch module path (the
+    dynamo exporter's name scopes joined by "/", e.g. `.../model.encoder.encoder.layer.3.output.dense/linear_5`)
+    and in its node name (the TorchScript graph's, e.g. `/model/encoder/encoder/layer.3/output/dense/MatMul`);
+    the matching nodes stay in float32, for layers whose quantization costs accuracy.
     """
     import ast
     import re
@@ -360,8 +367,7 @@ def quantize_int8(source: Path, target: Path, *, per_channel: bool = False, keep
     def module_path(node: Any) -> str:
         for prop in node.metadata_props:
             if prop.key == "pkg.torch.onnx.name_scopes":
-                scopes = ast.literal_eval(prop.value)
-                return scopes[-1] if scopes else ""
+                return "/".join(ast.literal_eval(prop.value))
         return ""
 
     excluded = [
@@ -438,7 +444,7 @@ def export_onnx(
     opset: int | None = None,
     *,
     tokenizer: Any = None,
-    per_channel: bool = False,
+    per_channel: bool = True,
     keep_fp32: Sequence[str] = (),
     optimize: bool = False,
 ) -> ExportResult:
@@ -466,6 +472,8 @@ def export_onnx(
         raise ValueError(f"quantize={quantize!r} is not supported; use one of {list(QUANTIZATIONS)} or None.")
     source_dir = Path(os.fspath(model_or_dir)) if isinstance(model_or_dir, (str, os.PathLike)) else None
     model = _load_model(model_or_dir)
+    if optimize:
+        _optimizer_type(model.config.encoder)  # refuse before the (slow) export
     was_training = model.training
     model.eval()
     names = _select_tasks(model.config, tasks)

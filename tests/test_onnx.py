@@ -270,3 +270,21 @@ def test_optimized_export_fuses_attention_and_matches_pytorch(tmp_path, tokenize
     assert_same_results(MultiTaskPipeline(model=str(tmp_path))(TEXTS + [LONG_TEXT], stride=32), expected)
     with pytest.raises(ValueError, match="deberta-v2"):
         export_onnx(family_model("deberta-v2"), tmp_path / "d", tokenizer=tokenizer, optimize=True)
+
+
+def test_int8_keeps_chosen_layers_in_float32(bert_export, tmp_path):
+    from hf_mtl.export import quantize_int8
+
+    _, _, out, _ = bert_export
+
+    def ops(path):
+        return [node.op_type for node in onnx.load(str(path)).graph.node]
+
+    quantize_int8(out / "model.onnx", tmp_path / "all.onnx")
+    quantize_int8(out / "model.onnx", tmp_path / "kept.onnx", keep_fp32=[r"model[./]heads[./]", r"layer\.1[./]output[./]dense"])
+    quantized_all, quantized_kept = ops(tmp_path / "all.onnx"), ops(tmp_path / "kept.onnx")
+    # the NER head's classifier (a MatMul; the pooled heads' Gemm is not quantized dynamically anyway) and one
+    # FFN output projection stay float32
+    dynamic = lambda ops_: ops_.count("DynamicQuantizeMatMul") + ops_.count("MatMulInteger")  # noqa: E731
+    assert dynamic(quantized_all) - dynamic(quantized_kept) == 2
+    assert quantized_kept.count("MatMul") == quantized_all.count("MatMul") + 2
