@@ -292,8 +292,8 @@ def ort_pipeline(model: Any, tokenizer: Any, args: argparse.Namespace, key: str,
     from hf_mtl.onnx_backend import OnnxMultiTaskModel
     from hf_mtl.pipeline import MultiTaskPipeline
 
-    if not args.onnx_dir:
-        args.onnx_dir = tempfile.mkdtemp(prefix="predict_throughput_onnx_")
+    if not args.onnx_dir or not Path(args.onnx_dir, "config.json").exists():
+        args.onnx_dir = args.onnx_dir or tempfile.mkdtemp(prefix="predict_throughput_onnx_")
         t0 = time.perf_counter()
         result = export_onnx(model, args.onnx_dir, quantize="int8", tokenizer=tokenizer, optimize=True)
         print(f"exported to {args.onnx_dir} in {time.perf_counter() - t0:.0f} s: {result.files}", flush=True)

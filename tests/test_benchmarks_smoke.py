@@ -97,3 +97,34 @@ def test_predict_throughput_runs_on_a_trained_checkpoint(tiny_encoder, tmp_path)
     assert payload["config"]["heads"] == "trained checkpoint"
     assert set(payload["outputs_agreement"]) == {"mood", "entities"}
     assert all(v.startswith("12/12") for v in payload["outputs_agreement"].values()), payload["outputs_agreement"]
+
+
+def test_predict_throughput_runs_the_onnx_runtime_settings(tiny_encoder, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from benchmarks import onnx_cold_start, onnx_quality, predict_throughput
+    from hf_mtl import MultiTaskModel
+    from benchmarks._data import TASKS
+
+    checkpoint = tmp_path / "checkpoint"
+    MultiTaskModel.from_encoder(tiny_encoder, tasks=TASKS).save_pretrained(checkpoint)
+    AutoTokenizer.from_pretrained(tiny_encoder).save_pretrained(checkpoint)
+    export = tmp_path / "onnx"
+    payload = predict_throughput.main([
+        "--data-dir", DATA_DIR, "--model", str(checkpoint), "--n-texts", "12", "--batch-size", "4", "--repeats", "1",
+        "--onnx-dir", str(export), "--settings", "c,ort_fp32,ort_fp32_opt,ort_int8,ort_int8_opt,ort:model.onnx",
+        "--out", str(tmp_path / "p.json"),
+    ])  # --onnx-dir does not exist yet: exported at start, with the fused and int8 files
+    assert {"ort_fp32", "ort_int8_opt", "ort:model.onnx"} <= set(payload["results"])
+    assert any(t["name"].startswith("ORT int8 optimized") for t in payload["targets"])
+    quality = onnx_quality.main([
+        "--model", str(checkpoint), "--export", str(export), "--data-dir", DATA_DIR, "--max-examples", "6",
+        "--variants", "int8 per-channel", "--files", "model.opt.int8.onnx", "--out", str(tmp_path / "q.json"),
+    ])
+    by_backend = {row["backend"]: row for row in quality["results"]}
+    assert by_backend["ORT fp32"]["sentiment"] == by_backend["PyTorch fp32"]["sentiment"]
+    assert {"int8 per-channel", "ORT model.opt.int8.onnx"} <= set(by_backend)
+    cold = onnx_cold_start.main([
+        "--model", str(checkpoint), "--export", str(export), "--files", "model.int8.onnx", "--repeats", "1",
+        "--out", str(tmp_path / "c.json"),
+    ])
+    assert [row["case"] for row in cold["results"]] == ["PyTorch checkpoint", "ONNX model.int8.onnx"]
