@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -67,6 +67,9 @@ class OnnxMultiTaskModel(PreTrainedModel):
     config_class = MultiTaskConfig
     base_model_prefix = "onnx"
     main_input_name = "input_ids"
+    #: the pipelines serving a model record themselves on it, for a later save to write their code into the
+    #: checkpoint (`saved_pipelines` of hf_mtl's models); an export folder is not saved with code, so unused here
+    saved_pipelines: ClassVar[dict[str, type]] = {}
 
     def __init__(self, config: MultiTaskConfig, session: Any = None, file: str | None = None) -> None:
         super().__init__(config)
