@@ -71,14 +71,13 @@ from transformers.pipelines.token_classification import AggregationStrategy
 from transformers.tokenization_utils_base import TruncationStrategy
 
 from .configuration_multitask import MultiTaskConfig
-from .encoders import load_tokenizer_for
+from .encoders import effective_max_length, effective_text_pair, load_tokenizer_for
 from .modeling_multitask import (
     MultiTaskForSequenceClassification,
     MultiTaskForTokenClassification,
     MultiTaskModel,
 )
 from .postprocessing import UNSET, PipelineInput, Postprocessor, Windows, postprocessor_class
-from .preprocessing import effective_max_length, effective_text_pair
 
 logger = logging.getLogger(__name__)
 
