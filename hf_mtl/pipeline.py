@@ -76,6 +76,8 @@ from .modeling_multitask import (
     MultiTaskForSequenceClassification,
     MultiTaskForTokenClassification,
     MultiTaskModel,
+    MultiTaskPreTrainedModel,
+    is_multitask_model,
 )
 from .postprocessing import UNSET, PipelineInput, Postprocessor, Windows, postprocessor_class
 
@@ -314,7 +316,7 @@ class MultiTaskPipeline(Pipeline):
     def __init__(self, model: MultiTaskModel | str | os.PathLike, tokenizer: Any = None, **kwargs: Any):
         if isinstance(model, (str, os.PathLike)):
             model = MultiTaskModel.from_pretrained(model)
-        if not isinstance(model, MultiTaskModel):
+        if not is_multitask_model(model):  # hf_mtl's class or a checkpoint's remote-code copy of it
             raise TypeError(f"MultiTaskPipeline needs a MultiTaskModel (or a path to one), got {type(model).__name__}.")
         tokenizer = self._load_tokenizer_for(model, tokenizer)
         kwargs.setdefault("task", PIPELINE_TASK)
@@ -745,13 +747,22 @@ class MultiTaskPipeline(Pipeline):
         return results
 
 
+# Every save of a multi-task model copies this module (and its relative imports) into the checkpoint and registers
+# this pipeline in config.json's `custom_pipelines` (`MultiTaskPreTrainedModel.save_pretrained`); set here, where
+# the class is defined, for hf_mtl's copy and for a checkpoint's copy alike.
+MultiTaskPreTrainedModel.saved_pipelines[PIPELINE_TASK] = MultiTaskPipeline
+
+
 def register_pipeline() -> None:
     """Register the `"multitask"` pipeline task and the single-task views with transformers (idempotent).
 
     After this, `pipeline("multitask", model=...)` builds a [`MultiTaskPipeline`], and
     `AutoModelForSequenceClassification` / `AutoModelForTokenClassification` accept multi-task checkpoints
-    (serving their first head of that kind, or the one a saved `task_view` names).
+    (serving their first head of that kind, or the one a saved `task_view` names). The configs hf_mtl loads then
+    leave the checkpoint's own copy of this pipeline out of `custom_pipelines`
+    (`MultiTaskConfig.locally_served_pipelines`): the registered one serves them without `trust_remote_code`.
     """
+    MultiTaskConfig.locally_served_pipelines = frozenset({PIPELINE_TASK})
     AutoModelForSequenceClassification.register(MultiTaskConfig, MultiTaskForSequenceClassification, exist_ok=True)
     AutoModelForTokenClassification.register(MultiTaskConfig, MultiTaskForTokenClassification, exist_ok=True)
     registered = PIPELINE_REGISTRY.supported_tasks.get(PIPELINE_TASK)
