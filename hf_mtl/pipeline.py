@@ -10,6 +10,13 @@ transformers' `text-classification` and `token-classification` pipelines.
      'ner': [{'entity_group': 'ORG', 'score': 0.99, 'word': 'apple', 'start': 0, 'end': 5},
              {'entity_group': 'LOC', 'score': 0.99, 'word': 'paris', 'start': 24, 'end': 29}]}
 
+This module, with its relative imports (`postprocessing`, `encoders`, and the model's code), is copied into
+every saved checkpoint (`MultiTaskPreTrainedModel.save_pretrained`) and registered in its `config.json`
+(`custom_pipelines`), so `pipeline("multitask", model=dir_or_repo, trust_remote_code=True)` runs it where hf_mtl
+is not installed. It therefore imports only torch, transformers, numpy, the standard library and those
+siblings, and checks models by their config (`is_multitask_model`), not their class: the checkpoint's copy of
+the model's module defines other class objects.
+
 Design
 ------
 `MultiTaskPipeline` subclasses `transformers.Pipeline` so that `pipeline("multitask", model=...)` (registered
@@ -261,7 +268,8 @@ def _attach_offsets(items: list[PipelineInput], offset_mapping: Any) -> None:
 class MultiTaskPipeline(Pipeline):
     """Run every head of a [`MultiTaskModel`] on texts, from one encoder pass per batch.
 
-    Build it with `transformers.pipeline("multitask", model=...)` (after `import hf_mtl`) or directly:
+    Build it with `transformers.pipeline("multitask", model=...)` (after `import hf_mtl`; without hf_mtl, with
+    `trust_remote_code=True`: the checkpoint's copy of this module) or directly:
     `MultiTaskPipeline(model=model_or_path, tokenizer=tokenizer_or_path)`. Without a tokenizer, the one saved
     with the model is used, else the one of the encoder it was trained from (`config.base_model_name_or_path`).
     A fast tokenizer is required (offsets and strided windows).
