@@ -326,6 +326,10 @@ class MultiTaskPipeline(Pipeline):
             model = MultiTaskModel.from_pretrained(model)
         if not is_multitask_model(model):  # hf_mtl's class or a checkpoint's remote-code copy of it
             raise TypeError(f"MultiTaskPipeline needs a MultiTaskModel (or a path to one), got {type(model).__name__}.")
+        # A model that transformers loaded from a checkpoint's code comes from another copy of the model's module
+        # than the one this pipeline's copy imports: name this pipeline there too, so that saving the model
+        # writes the code of the pipeline that serves it (`MultiTaskPreTrainedModel.saved_pipelines`).
+        model.saved_pipelines.setdefault(PIPELINE_TASK, type(self))
         tokenizer = self._load_tokenizer_for(model, tokenizer)
         kwargs.setdefault("task", PIPELINE_TASK)
         self._truncation_logged = False

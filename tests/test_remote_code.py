@@ -79,6 +79,9 @@ RUNNER = textwrap.dedent(
             "model": type(predictor.model).__module__,
             "results": [predictor(inputs, **kwargs) for inputs, kwargs in job["calls"]],
         })
+        if job.get("resave"):  # saved again from the checkpoint's code: it must carry the pipeline again
+            predictor.model.save_pretrained(job["resave"])
+            predictor.tokenizer.save_pretrained(job["resave"])
     loaded = sorted(name for name, module in sys.modules.items() if module is not None and name.split(".")[0] == "hf_mtl")
     assert not loaded, loaded
     json.dump(out, open(out_path, "w"), default=lambda v: v.item() if isinstance(v, np.generic) else v.tolist())
@@ -135,7 +138,8 @@ def _check_checkpoint(tmp_path: Path, checkpoint: Path) -> None:
     sequence_tasks = [t["name"] for t in tasks if t["task_type"] == "sequence_classification"]
     token_tasks = [t["name"] for t in tasks if t["task_type"] == "token_classification"]
 
-    jobs = [{"task": "multitask", "model": str(checkpoint), "init": {}, "calls": MULTITASK_CALLS}]
+    resaved = tmp_path / "resaved"
+    jobs = [{"task": "multitask", "model": str(checkpoint), "init": {}, "calls": MULTITASK_CALLS, "resave": str(resaved)}]
     expected = [[ours(inputs, **kwargs) for inputs, kwargs in MULTITASK_CALLS]]
     views: list[tuple[str, str]] = []
     for i, name in enumerate(sequence_tasks):  # the first by default, the others picked with task_name
@@ -160,6 +164,10 @@ def _check_checkpoint(tmp_path: Path, checkpoint: Path) -> None:
         assert len(output["results"]) == len(calls)
         for (inputs, kwargs), got, wanted in zip(calls, output["results"], _as_json(want)):
             _assert_same(got, wanted, f"{job['task']} {job['init']} {kwargs} on {str(inputs)[:40]}")
+    # the copy saved where hf_mtl is absent carries the same code and predicts the same
+    assert all((resaved / name).is_file() for name in PIPELINE_FILES)
+    assert json.loads((resaved / "config.json").read_text())["custom_pipelines"] == config["custom_pipelines"]
+    _assert_same(_as_json(pipeline("multitask", model=str(resaved))(TEXTS)), _as_json(expected[0][1]), "resaved")
 
 
 def test_saved_checkpoint_predicts_without_hf_mtl(tmp_path, tokenizer):
