@@ -40,7 +40,7 @@ __version__ = "0.1.0"
 
 AutoConfig.register(MultiTaskConfig.model_type, MultiTaskConfig, exist_ok=True)
 AutoModel.register(MultiTaskConfig, MultiTaskModel, exist_ok=True)
-# Saved checkpoints get an `auto_map` and a copy of configuration_/modeling_multitask.py.
+# Saved checkpoints get an `auto_map` and a copy of the model's code (and of the pipeline's: MultiTaskPreTrainedModel.save_pretrained).
 MultiTaskConfig.register_for_auto_class()
 MultiTaskModel.register_for_auto_class("AutoModel")
 # One-commit Hub push with hf_mtl's model card, installed here so modeling_multitask.py stays self-contained.

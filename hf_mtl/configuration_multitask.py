@@ -126,6 +126,13 @@ class MultiTaskConfig(PreTrainedConfig):
     else:  # pragma: no cover
         sub_configs = {"encoder": AutoConfig}
 
+    #: pipeline tasks (`"multitask"`) that the running Python serves with an installed pipeline: hf_mtl's
+    #: `register_pipeline` names them on hf_mtl's own copy of this class (a checkpoint's copy stays empty). A loaded
+    #: config leaves them out of its `custom_pipelines` (config.json keeps them, and every save writes them
+    #: again), so that `transformers.pipeline("multitask", model=dir)` takes the registered pipeline and does
+    #: not ask for `trust_remote_code` to run the checkpoint's copy of the same code.
+    locally_served_pipelines = frozenset()
+
     encoder: PreTrainedConfig | dict | None = None
     tasks: list[dict] = field(default_factory=list)
     pooling: str = "mean"
@@ -142,6 +149,13 @@ class MultiTaskConfig(PreTrainedConfig):
         self.tasks = tasks
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling={self.pooling!r} is not supported; expected one of {list(POOLING_MODES)}.")
+        custom_pipelines = kwargs.get("custom_pipelines")
+        if isinstance(custom_pipelines, dict) and self.locally_served_pipelines:
+            kwargs["custom_pipelines"] = {
+                task: entry for task, entry in custom_pipelines.items() if task not in self.locally_served_pipelines
+            }
+            if not kwargs["custom_pipelines"]:
+                del kwargs["custom_pipelines"]
         super().__post_init__(**kwargs)
         if self.pad_token_id is None and self.encoder is not None:
             # mirrored from the encoder so tokenizer/config alignment (Trainer, pipelines) finds it

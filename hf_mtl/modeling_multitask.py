@@ -1,6 +1,6 @@
 # This file is copied into every saved checkpoint (with configuration_multitask.py and heads_multitask.py, its
-# relative imports) so that `AutoModel.from_pretrained(dir, trust_remote_code=True)` works without hf_mtl:
-# import only torch/transformers.
+# relative imports, and the pipeline's module: see `MultiTaskPreTrainedModel.save_pretrained`) so that
+# `AutoModel.from_pretrained(dir, trust_remote_code=True)` works without hf_mtl: import only torch/transformers.
 """A shared pretrained encoder with named task heads; each head is the `TaskHead` registered for its task's kind
 (`hf_mtl.heads_multitask`), which owns its layers and loss."""
 
@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import MODEL_MAPPING, AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers.dynamic_module_utils import custom_object_save
 from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
 
@@ -170,6 +171,18 @@ def _check_safetensors_checkpoint(pretrained_model_name_or_path: Any, kwargs: di
         _check_safetensors_file(path)
 
 
+def is_multitask_model(model: Any) -> bool:
+    """Whether `model` is a multi-task model (a `MultiTaskModel` or one of its task views), told by its config
+    (model type and task list), not its class: the copy of this module that transformers loads from a checkpoint
+    with `trust_remote_code=True` defines classes of the same names that are other class objects."""
+    config = getattr(model, "config", None)
+    return (
+        isinstance(model, PreTrainedModel)
+        and getattr(config, "model_type", None) == MultiTaskConfig.model_type
+        and isinstance(getattr(config, "tasks", None), list)
+    )
+
+
 class MultiTaskPreTrainedModel(PreTrainedModel):
     """Base class wiring [`MultiTaskConfig`] into transformers' loading, saving and initialisation."""
 
@@ -185,6 +198,56 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
     # The trainer routes one task per batch and returns a per-batch mean; transformers' token-count
     # normalisation would mix token and sentence counts across tasks (and scale by world size under DDP).
     accepts_loss_kwargs = False
+
+    #: pipeline task -> the pipeline class serving these models. Every save copies its module (with the module's
+    #: relative imports) next to the modeling code and registers it in config.json's `custom_pipelines`. Filled
+    #: by the pipeline's module when it is imported (hf_mtl's, or a checkpoint's copy), so that this file, which
+    #: the pipeline imports, does not import it.
+    saved_pipelines: dict[str, type] = {}
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
+        """`PreTrainedModel.save_pretrained`, plus the code that serves the checkpoint where hf_mtl is not installed.
+
+        When the modeling code is saved with the weights (the model class is registered for an auto class: hf_mtl
+        registers `MultiTaskModel` for `AutoModel`; transformers registers a remote-code copy it loads),
+        config.json also gets
+        - `auto_map` entries for the single-task views (`AutoModelForSequenceClassification`,
+          `AutoModelForTokenClassification`), so that transformers' `text-classification` and
+          `token-classification` pipelines run a head with `trust_remote_code=True`;
+        - `custom_pipelines` for each of `saved_pipelines` (the `"multitask"` pipeline), whose module files are
+          copied into the folder, so that `pipeline("multitask", model=dir, trust_remote_code=True)` works with
+          only transformers installed.
+        The model's own config object is left as it was (the entries are written, not kept).
+        """
+        config = self.config
+        pipelines = self.saved_pipelines if self.is_remote_code() else {}
+        kept_pipelines = config.__dict__.get("custom_pipelines")
+        if self.is_remote_code():
+            views = {
+                view.view_auto_class: f"{__name__.rsplit('.', 1)[-1]}.{view.__name__}"
+                for view in VIEW_CLASSES.values()
+                if view.view_auto_class is not None
+            }
+            config.auto_map = {**(getattr(config, "auto_map", None) or {}), **views}
+        if pipelines:
+            # the entry transformers' own `Pipeline.save_pretrained` writes for a registered custom pipeline
+            config.custom_pipelines = {
+                task: {"impl": f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}", "pt": ["AutoModel"], "type": "text"}
+                for task, cls in pipelines.items()
+            }
+        elif "custom_pipelines" in config.__dict__:  # a copy loaded without its pipeline's code: none to point to
+            del config.custom_pipelines
+        try:
+            result = super().save_pretrained(save_directory, *args, **kwargs)
+            if kwargs.get("is_main_process", True) and os.path.isdir(save_directory):
+                for cls in pipelines.values():
+                    custom_object_save(cls, save_directory)  # its module and, recursively, its relative imports
+        finally:
+            if kept_pipelines is None:
+                config.__dict__.pop("custom_pipelines", None)
+            else:
+                config.custom_pipelines = kept_pipelines
+        return result
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -274,7 +337,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             k: encoder_kwargs[k] for k in ("revision", "trust_remote_code", "token", "cache_dir") if k in encoder_kwargs
         }
         encoder_config = AutoConfig.from_pretrained(pretrained_model_name_or_path, **config_kwargs)
-        if isinstance(encoder_config, MultiTaskConfig):
+        if getattr(encoder_config, "model_type", None) == MultiTaskConfig.model_type:  # hf_mtl's or a checkpoint's copy
             raise ValueError(
                 f"{pretrained_model_name_or_path} is already a multi-task checkpoint; load it with "
                 "MultiTaskModel.from_pretrained(path, tasks=...) to keep its trained heads."
@@ -311,7 +374,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         """
         _check_safetensors_checkpoint(pretrained_model_name_or_path, kwargs)
         if tasks is not None:
-            if kwargs.get("config") is not None and not isinstance(kwargs["config"], MultiTaskConfig):
+            if kwargs.get("config") is not None and getattr(kwargs["config"], "model_type", None) != MultiTaskConfig.model_type:
                 raise TypeError("config= must be a MultiTaskConfig when tasks= is given.")
             config = kwargs.pop("config", None)
             if config is None:
@@ -515,6 +578,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
 
 
 __all__ = [
+    "is_multitask_model",
     "MultiTaskModel",
     "MultiTaskModelOutput",
     "MultiTaskPreTrainedModel",
@@ -551,6 +615,9 @@ class MultiTaskTaskView(MultiTaskModel):
 
     #: the kind of head this view serves (None: any); set by the subclasses
     view_task_type: str | None = None
+    #: the transformers auto class that loads this view from a saved checkpoint (through config.json's `auto_map`,
+    #: with `trust_remote_code=True`); set by the subclasses
+    view_auto_class: str | None = None
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
@@ -634,12 +701,14 @@ class MultiTaskForSequenceClassification(MultiTaskTaskView):
     """A sequence-classification (or regression) head of a multi-task model as a single-task model."""
 
     view_task_type = SEQUENCE_CLASSIFICATION
+    view_auto_class = "AutoModelForSequenceClassification"
 
 
 class MultiTaskForTokenClassification(MultiTaskTaskView):
     """A token-classification head of a multi-task model as a single-task model."""
 
     view_task_type = TOKEN_CLASSIFICATION
+    view_auto_class = "AutoModelForTokenClassification"
 
 
 __all__ += ["MultiTaskForSequenceClassification", "MultiTaskForTokenClassification", "MultiTaskTaskView"]

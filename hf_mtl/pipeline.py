@@ -10,6 +10,13 @@ transformers' `text-classification` and `token-classification` pipelines.
      'ner': [{'entity_group': 'ORG', 'score': 0.99, 'word': 'apple', 'start': 0, 'end': 5},
              {'entity_group': 'LOC', 'score': 0.99, 'word': 'paris', 'start': 24, 'end': 29}]}
 
+This module, with its relative imports (`postprocessing`, `encoders`, and the model's code), is copied into
+every saved checkpoint (`MultiTaskPreTrainedModel.save_pretrained`) and registered in its `config.json`
+(`custom_pipelines`), so `pipeline("multitask", model=dir_or_repo, trust_remote_code=True)` runs it where hf_mtl
+is not installed. It therefore imports only torch, transformers, numpy, the standard library and those
+siblings, and checks models by their config (`is_multitask_model`), not their class: the checkpoint's copy of
+the model's module defines other class objects.
+
 Design
 ------
 `MultiTaskPipeline` subclasses `transformers.Pipeline` so that `pipeline("multitask", model=...)` (registered
@@ -71,14 +78,15 @@ from transformers.pipelines.token_classification import AggregationStrategy
 from transformers.tokenization_utils_base import TruncationStrategy
 
 from .configuration_multitask import MultiTaskConfig
-from .encoders import load_tokenizer_for
+from .encoders import effective_max_length, effective_text_pair, load_tokenizer_for
 from .modeling_multitask import (
     MultiTaskForSequenceClassification,
     MultiTaskForTokenClassification,
     MultiTaskModel,
+    MultiTaskPreTrainedModel,
+    is_multitask_model,
 )
 from .postprocessing import UNSET, PipelineInput, Postprocessor, Windows, postprocessor_class
-from .preprocessing import effective_max_length, effective_text_pair
 
 logger = logging.getLogger(__name__)
 
@@ -266,7 +274,8 @@ def _attach_offsets(items: list[PipelineInput], offset_mapping: Any) -> None:
 class MultiTaskPipeline(Pipeline):
     """Run every head of a [`MultiTaskModel`] on texts, from one encoder pass per batch.
 
-    Build it with `transformers.pipeline("multitask", model=...)` (after `import hf_mtl`) or directly:
+    Build it with `transformers.pipeline("multitask", model=...)` (after `import hf_mtl`; without hf_mtl, with
+    `trust_remote_code=True`: the checkpoint's copy of this module) or directly:
     `MultiTaskPipeline(model=model_or_path, tokenizer=tokenizer_or_path)`. Without a tokenizer, the one saved
     with the model is used, else the one of the encoder it was trained from (`config.base_model_name_or_path`).
     A fast tokenizer is required (offsets and strided windows).
@@ -322,8 +331,12 @@ class MultiTaskPipeline(Pipeline):
         if isinstance(model, (str, os.PathLike)):
             backend = next((cls for cls in MODEL_BACKENDS if cls.serves(model)), MultiTaskModel)
             model = backend.from_pretrained(model)
-        if not isinstance(model, (MultiTaskModel, *MODEL_BACKENDS)):
+        if not is_multitask_model(model):  # hf_mtl's class or a checkpoint's remote-code copy of it
             raise TypeError(f"MultiTaskPipeline needs a MultiTaskModel (or a path to one), got {type(model).__name__}.")
+        # A model that transformers loaded from a checkpoint's code comes from another copy of the model's module
+        # than the one this pipeline's copy imports: name this pipeline there too, so that saving the model
+        # writes the code of the pipeline that serves it (`MultiTaskPreTrainedModel.saved_pipelines`).
+        model.saved_pipelines.setdefault(PIPELINE_TASK, type(self))
         tokenizer = self._load_tokenizer_for(model, tokenizer)
         kwargs.setdefault("task", PIPELINE_TASK)
         self._truncation_logged = False
@@ -753,13 +766,22 @@ class MultiTaskPipeline(Pipeline):
         return results
 
 
+# Every save of a multi-task model copies this module (and its relative imports) into the checkpoint and registers
+# this pipeline in config.json's `custom_pipelines` (`MultiTaskPreTrainedModel.save_pretrained`); set here, where
+# the class is defined, for hf_mtl's copy and for a checkpoint's copy alike.
+MultiTaskPreTrainedModel.saved_pipelines[PIPELINE_TASK] = MultiTaskPipeline
+
+
 def register_pipeline() -> None:
     """Register the `"multitask"` pipeline task and the single-task views with transformers (idempotent).
 
     After this, `pipeline("multitask", model=...)` builds a [`MultiTaskPipeline`], and
     `AutoModelForSequenceClassification` / `AutoModelForTokenClassification` accept multi-task checkpoints
-    (serving their first head of that kind, or the one a saved `task_view` names).
+    (serving their first head of that kind, or the one a saved `task_view` names). The configs hf_mtl loads then
+    leave the checkpoint's own copy of this pipeline out of `custom_pipelines`
+    (`MultiTaskConfig.locally_served_pipelines`): the registered one serves them without `trust_remote_code`.
     """
+    MultiTaskConfig.locally_served_pipelines = frozenset({PIPELINE_TASK})
     AutoModelForSequenceClassification.register(MultiTaskConfig, MultiTaskForSequenceClassification, exist_ok=True)
     AutoModelForTokenClassification.register(MultiTaskConfig, MultiTaskForTokenClassification, exist_ok=True)
     registered = PIPELINE_REGISTRY.supported_tasks.get(PIPELINE_TASK)

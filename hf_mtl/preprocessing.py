@@ -6,8 +6,9 @@ The kind-specific work (tokenizing, encoding and aligning labels) is the task's 
 (`hf_mtl.tasks`; word-level kinds share `hf_mtl.word_alignment`); this module holds what they have in common:
 checking columns, the label encoder that reads names, ids and `datasets.ClassLabel` ids with errors that
 locate the row, the prepared columns' features, skipped-row reports, and the rules that training, evaluation
-and prediction share: the tokenization length (`effective_max_length`) and how a text pair is encoded
-(`effective_text_pair`, `tokenize_texts`).
+and prediction share, re-exported from `hf_mtl.encoders` where they live (the pipeline, also copied into
+checkpoints, reads them there): the tokenization length (`effective_max_length`) and how a text pair is
+encoded (`effective_text_pair`, used by `tokenize_texts`).
 Evaluation and prediction data also record where each row came from (`example_index`, and `word_index` for
 token tasks), so results can be put back together one row per raw example and one position per word.
 """
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from datasets import ClassLabel, Dataset, Features, Sequence as SequenceFeature, Value
+
+from .encoders import effective_max_length, effective_text_pair, encoder_max_length
 
 if TYPE_CHECKING:  # pragma: no cover - tasks.py imports this module
     from .tasks import Task
@@ -35,71 +38,6 @@ EXAMPLE_INDEX_COLUMN = "example_index"
 WORD_INDEX_COLUMN = "word_index"
 #: default number of overlapping tokens between the windows a long NER sentence is split into
 DEFAULT_STRIDE = 32
-
-
-#: encoders whose position ids start after the padding index (transformers' `create_position_ids_from_input_ids`:
-#: RoBERTa-style embeddings number tokens from `pad_token_id + 1`), so they read
-#: `max_position_embeddings - pad_token_id - 1` tokens (512 of RoBERTa's 514 positions)
-_POSITION_OFFSET_MODEL_TYPES = frozenset({
-    "camembert", "data2vec-text", "ibert", "lilt", "longformer", "luke", "markuplm", "mpnet", "roberta",
-    "roberta-prelayernorm", "xlm-roberta", "xlm-roberta-xl", "xmod",
-})
-#: tokenizers without a length limit report a huge sentinel `model_max_length` (int(1e30))
-_NO_LIMIT = 1_000_000
-
-
-def encoder_max_length(model_config: Any) -> int | None:
-    """The longest input (in tokens, special tokens included) the encoder's position embeddings can take, or
-    None when its config does not say. `model_config` is a multi-task config, an encoder config or a model."""
-    config = getattr(model_config, "config", model_config)  # a model
-    encoder_config = getattr(config, "encoder", None)
-    if encoder_config is None:  # an encoder config itself
-        encoder_config = config
-    if getattr(encoder_config, "position_biased_input", True) is False:
-        return None  # DeBERTa-v2/v3 with relative positions only: no absolute position table to run past
-    positions = getattr(encoder_config, "max_position_embeddings", None)
-    if isinstance(positions, bool) or not isinstance(positions, int) or positions <= 0:
-        return None
-    if getattr(encoder_config, "model_type", None) in _POSITION_OFFSET_MODEL_TYPES:
-        pad = getattr(encoder_config, "pad_token_id", None)
-        positions -= (pad if isinstance(pad, int) and pad >= 0 else 1) + 1
-    return positions
-
-
-def effective_max_length(tokenizer: Any, max_length: int | None = None, model_config: Any = None) -> int:
-    """The tokenization length used by training, evaluation and prediction alike.
-
-    `max_length` if given (an error if the model, when known, cannot take that many tokens), else the smallest
-    of the tokenizer's `model_max_length` (ignored when it is the no-limit sentinel) and what the encoder's
-    position embeddings can take (`encoder_max_length(model_config)`), else 512.
-    """
-    model_limit = encoder_max_length(model_config) if model_config is not None else None
-    if max_length is not None:
-        if max_length < 8:
-            raise ValueError(f"max_length={max_length} is too small to hold special tokens and text.")
-        if model_limit is not None and max_length > model_limit:
-            raise ValueError(
-                f"max_length={max_length} is longer than the model can take: its encoder reads at most "
-                f"{model_limit} tokens (position embeddings); use max_length <= {model_limit}."
-            )
-        return int(max_length)
-    limits = [model_limit]
-    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(tokenizer_limit, (int, float)) and tokenizer_limit < _NO_LIMIT:
-        limits.append(int(tokenizer_limit))
-    limits = [x for x in limits if x is not None and x > 0]
-    return min(limits) if limits else 512
-
-
-def effective_text_pair(pair: Any) -> Any:
-    """The second text of a pair as the tokenizer should see it: `None` for a missing or empty pair.
-
-    transformers' `text-classification` pipeline passes `{"text": t, "text_pair": ""}` to the tokenizer as a
-    single call, which treats the falsy pair as absent and encodes `[CLS] t [SEP]`; a batched call would encode
-    `[CLS] t [SEP] [SEP]` instead. Training and prediction both go through this rule so they encode a pair
-    exactly as the built-in does (a whitespace-only pair stays a pair there too).
-    """
-    return pair if pair else None
 
 
 def is_prepared(dataset: Dataset) -> bool:

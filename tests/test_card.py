@@ -125,6 +125,12 @@ def test_card_body():
     assert "Average of the headline metrics: **0.8312**" in body
     assert "![Training loss and evaluation metric per task over training steps](training_curves.png)" in body
     assert 'pipeline("multitask", model="user/demo-model")' in body
+    # the no-install route (the repository's own code) comes first, with what trusting that code means
+    usage = body.split("## Usage", 1)[1].split("## Training", 1)[0]
+    remote = usage.index('pipeline("multitask", model="user/demo-model", trust_remote_code=True)')
+    assert usage.index("pip install transformers") < remote < usage.index("import hf_mtl")
+    assert "The code that runs is those files" in " ".join(usage.split())
+    assert 'model_kwargs={"task_name": "<task>"}' in usage
     assert "T = 2 (`temperature` sampling)" in body and "at most 1000 examples per epoch" in body
     assert "| `ner` | 300 | 75.0% | 2.0 |" in body
     assert "| learning rate | 5e-05 |" in body

@@ -67,6 +67,10 @@ def check_model_files(files: dict[str, bytes]) -> None:
     assert "import hf_mtl" not in modeling and "from hf_mtl" not in modeling  # self-contained code
     config = json.loads(files["config.json"])
     assert config["auto_map"]["AutoModel"] == "modeling_multitask.MultiTaskModel"
+    # the predictor travels too: the "multitask" pipeline's code and the single-task views
+    assert {"pipeline.py", "postprocessing.py", "encoders.py"} <= set(files)
+    assert config["custom_pipelines"]["multitask"]["impl"] == "pipeline.MultiTaskPipeline"
+    assert config["auto_map"]["AutoModelForTokenClassification"] == "modeling_multitask.MultiTaskForTokenClassification"
     assert "training_args.bin" not in files
     assert not [path for path in files if hf_mtl.hub.is_pickle_file(path)]
 

@@ -248,9 +248,15 @@ def test_config_round_trip_keeps_task_order_and_label_names(tmp_path):
     assert raw["auto_map"] == {
         "AutoConfig": "configuration_multitask.MultiTaskConfig",
         "AutoModel": "modeling_multitask.MultiTaskModel",
+        "AutoModelForSequenceClassification": "modeling_multitask.MultiTaskForSequenceClassification",
+        "AutoModelForTokenClassification": "modeling_multitask.MultiTaskForTokenClassification",
     }
+    assert list(raw["custom_pipelines"]) == ["multitask"]
     config = AutoConfig.from_pretrained(tmp_path)
     assert isinstance(config, MultiTaskConfig)
+    # the installed hf_mtl serves "multitask": its config hides the checkpoint's copy from transformers.pipeline
+    # (which would otherwise ask for trust_remote_code), and the model's own config is left as it was by the save
+    assert not hasattr(config, "custom_pipelines") and not hasattr(model.config, "custom_pipelines")
     assert config.task_names == ["zeta_ner", "alpha"]
     assert config.get_task("alpha")["id2label"] == {0: "b", 1: "a"}  # integer keys restored
     assert config.get_task("zeta_ner")["label2id"]["B-LOC"] == 5
@@ -397,17 +403,36 @@ def test_checkpoint_code_is_self_contained(tmp_path):
 
     import hf_mtl.configuration_multitask as cfg_module
     import hf_mtl.modeling_multitask as model_module
+    import hf_mtl.pipeline as pipeline_module
 
-    # what save_pretrained copies into a checkpoint: the two files and their relative imports, recursively
-    copied = {Path(cfg_module.__file__), Path(model_module.__file__)}
-    for module in (cfg_module, model_module):
+    # what save_pretrained copies into a checkpoint: the config's, the model's and the "multitask" pipeline's
+    # modules and their relative imports, recursively
+    copied = {Path(cfg_module.__file__), Path(model_module.__file__), Path(pipeline_module.__file__)}
+    for module in (cfg_module, model_module, pipeline_module):
         copied |= {Path(f) for f in get_relative_import_files(module.__file__)}
-    assert sorted(p.name for p in copied) == ["configuration_multitask.py", "heads_multitask.py", "modeling_multitask.py"]
+    assert sorted(p.name for p in copied) == [
+        "configuration_multitask.py", "encoders.py", "heads_multitask.py", "modeling_multitask.py", "pipeline.py",
+        "postprocessing.py",
+    ]
+    # few and small: the README states their total size (about 130 KB)
+    assert sum(p.stat().st_size for p in copied) < 160_000
     make_model(ALL_KINDS).save_pretrained(tmp_path)
-    assert {p.name for p in copied} <= {p.name for p in tmp_path.iterdir()}
+    saved = {p.name for p in tmp_path.iterdir()}
+    assert {p.name for p in copied} <= saved
+    assert saved - {p.name for p in copied} == {"config.json", "model.safetensors"}
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["custom_pipelines"] == {
+        "multitask": {"impl": "pipeline.MultiTaskPipeline", "pt": ["AutoModel"], "type": "text"}
+    }
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_multitask.MultiTaskConfig",
+        "AutoModel": "modeling_multitask.MultiTaskModel",
+        "AutoModelForSequenceClassification": "modeling_multitask.MultiTaskForSequenceClassification",
+        "AutoModelForTokenClassification": "modeling_multitask.MultiTaskForTokenClassification",
+    }
+    # only torch, transformers, numpy, the standard library and each other (lazy imports inside functions too)
     relative = tuple(f".{p.stem}" for p in copied)
-    allowed = ("torch", "transformers", "__future__", "typing", "dataclasses", "collections", "inspect", "os", "re",
-               "copy", "difflib", *relative)
+    allowed = ("torch", "transformers", "numpy", *sys.stdlib_module_names, *relative)
     for path in copied:
         for line in (line.strip() for line in path.read_text().splitlines()):
             if line.startswith(("import ", "from ")):

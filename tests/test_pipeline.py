@@ -291,7 +291,7 @@ def test_default_aggregation_is_first_word_level_groups(mtl, model, tokenizer):
 
 @pytest.mark.parametrize("pair", [{"text": TEXTS[0], "text_pair": ""}, [[TEXTS[0], ""]]])
 def test_empty_text_pair_is_no_pair(mtl, model, tokenizer, pair):
-    # as text-classification (and training, through preprocessing.effective_text_pair): [CLS] text [SEP]
+    # as text-classification (and training, through encoders.effective_text_pair): [CLS] text [SEP]
     builtin = pipeline("text-classification", model=model.task_view("sentiment"), tokenizer=tokenizer, device="cpu")
     (ours,) = mtl([pair])
     (theirs,) = builtin([pair])
