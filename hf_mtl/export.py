@@ -418,7 +418,8 @@ def _write_card(model: Any, source_dir: Path | None, out_dir: Path, result: Expo
 ## ONNX
 
 This folder holds an ONNX export made with `hf-mtl export`: one graph computing every head from one encoder
-pass. Inputs: {", ".join(f"`{n}`" for n in result.inputs)} (`(batch, sequence)`, int64); outputs, one per
+pass. It has no PyTorch weights: the usage above that loads the model with PyTorch (`AutoModel`,
+`trust_remote_code`, the built-in pipelines) applies to the checkpoint it was exported from, not to this folder. Inputs: {", ".join(f"`{n}`" for n in result.inputs)} (`(batch, sequence)`, int64); outputs, one per
 head: {outputs}. The tasks and label maps are in `config.json` and in the ONNX metadata (`{METADATA_TASKS_KEY}`).
 
 | file | size | agreement with PyTorch on the export's validation inputs |

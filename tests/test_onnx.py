@@ -104,7 +104,7 @@ def test_export_folder_describes_itself(bert_export):
         assert [t["name"] for t in tasks] == ["single", "multi", "score", "ner"]
         assert tasks[3]["label2id"]["B-LOC"] == 5
     card = (out / "README.md").read_text()
-    assert "## ONNX" in card and "`ner_logits`" in card and "model.int8.onnx" in card
+    assert "## ONNX" in card and "`ner_logits`" in card and "model.int8.onnx" in card and "no PyTorch weights" in card
     # the config still loads as a MultiTaskConfig (the pipeline reads it)
     assert MultiTaskConfig.from_pretrained(out).task_names == ["single", "multi", "score", "ner"]
 
