@@ -39,6 +39,7 @@ VARIANTS = {
     "int8 per-channel": (True, ()),
     # the FFN output projections (largest activation ranges in BERT-style encoders) and the heads in float32
     "int8 per-channel, FFN out + heads fp32": (True, (r"layer\.\d+[./]output[./]dense", r"model[./]heads[./]")),
+    "int8 per-tensor, FFN out + heads fp32": (False, (r"layer\.\d+[./]output[./]dense", r"model[./]heads[./]")),
 }
 
 
