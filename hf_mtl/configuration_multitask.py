@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterable
 from dataclasses import field
 from typing import Any
 
@@ -165,6 +166,24 @@ class MultiTaskConfig(PreTrainedConfig):
     def task_names(self) -> list[str]:
         """The task names, in the model's order."""
         return [t["name"] for t in self.tasks]
+
+    def select_tasks(self, tasks: Any = None) -> list[str]:
+        """Task names picked by `tasks` (a name, a comma-separated string or a list of names; None: all), each
+        once, in the order given; `KeyError` listing the model's tasks for an unknown name."""
+        if tasks is None:
+            return self.task_names
+        if isinstance(tasks, str):
+            tasks = [t.strip() for t in tasks.split(",") if t.strip()]
+        elif not isinstance(tasks, Iterable):
+            raise TypeError(f"tasks must be a task name, a comma-separated string or a list of names; got {tasks!r}.")
+        names: list[str] = []
+        for name in tasks:
+            self.get_task(name)  # KeyError listing the model's tasks
+            if name not in names:
+                names.append(name)
+        if not names:
+            raise ValueError(f"tasks is empty; pick some of this model's tasks {self.task_names} (or leave it unset).")
+        return names
 
     def get_task(self, name: str) -> dict[str, Any]:
         """The config entry of task `name`; `KeyError` listing the known tasks otherwise."""

@@ -123,22 +123,6 @@ def _load_model(model_or_dir: Any) -> Any:
     return model
 
 
-def _select_tasks(config: Any, tasks: str | Iterable[str] | None) -> list[str]:
-    if tasks is None:
-        return list(config.task_names)
-    if isinstance(tasks, str):
-        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
-    names: list[str] = []
-    for name in tasks:
-        config.get_task(name)  # KeyError listing the model's tasks
-        if name not in names:
-            names.append(name)
-    if not names:
-        raise ValueError(f"tasks is empty; pick some of this model's tasks {config.task_names} (or leave it unset).")
-    # the graph's outputs follow the config's task order, whatever order they were asked in
-    return [name for name in config.task_names if name in names]
-
-
 def _graph_module(model: Any, tasks: list[str], with_token_types: bool) -> Any:
     """The model as a module with positional tensor inputs and a flat tuple of logits (what the exporter takes)."""
     import torch
@@ -477,7 +461,8 @@ def export_onnx(
         _optimizer_type(model.config.encoder)  # refuse before the (slow) export
     was_training = model.training
     model.eval()
-    names = _select_tasks(model.config, tasks)
+    wanted = model.config.select_tasks(tasks)
+    names = [name for name in model.config.task_names if name in wanted]  # outputs follow the config's task order
     tokenizer = load_tokenizer_for(model, tokenizer)
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"export_onnx needs a fast tokenizer (its tokenizer.json is what the export runs); got {type(tokenizer).__name__}.")

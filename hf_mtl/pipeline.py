@@ -119,23 +119,6 @@ class InvalidInputError(ValueError, TypeError):
     """
 
 
-def _as_task_list(tasks: str | Iterable[str] | None, config: MultiTaskConfig) -> list[str]:
-    if tasks is None:
-        return config.task_names
-    if isinstance(tasks, str):
-        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
-    elif not isinstance(tasks, Iterable):
-        raise TypeError(f"tasks must be a task name, a comma-separated string or a list of names; got {tasks!r}.")
-    names: list[str] = []
-    for name in tasks:
-        config.get_task(name)  # KeyError listing the model's tasks
-        if name not in names:
-            names.append(name)
-    if not names:
-        raise ValueError(f"tasks is empty; pick some of this model's tasks {config.task_names} (or leave it unset).")
-    return names
-
-
 # ---------------------------------------------------------------------------- inputs
 def _shown(value: Any) -> str:
     return "None" if value is None else f"a {type(value).__name__}: {value!r:.60}"
@@ -387,7 +370,7 @@ class MultiTaskPipeline(Pipeline):
         forward: dict[str, Any] = {}
         postprocess: dict[str, Any] = {}
         if tasks is not None:
-            forward["tasks"] = _as_task_list(tasks, self.model.config)
+            forward["tasks"] = self.model.config.select_tasks(tasks)
         if top_k is not UNSET:
             self._check_per_task(top_k, "top_k", lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0), "a non-negative int or None")
             postprocess["top_k"] = top_k
