@@ -523,6 +523,10 @@ def export_onnx(
             for name in files
         },
         "inputs": input_names,
+        # what the torch-free runtime (hf_mtl.runtime) cannot ask PyTorch or transformers: which heads predict per
+        # token, and which inputs the tokenizer gives (a RoBERTa tokenizer gives no token_type_ids)
+        "token_level": [name for name in names if model.heads[name].token_level],
+        "tokenizer_inputs": list(tokenizer.model_input_names),
         "outputs": result.outputs,
         "max_length": max_length,
         "validation": validation,
