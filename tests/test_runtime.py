@@ -5,6 +5,7 @@ entry points working in fresh processes."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -79,16 +80,14 @@ def export_dir(tmp_path_factory, tokenizer):
     return out
 
 
-#: a call's result, or its error's type and message (defined in this process and in the torch-free one)
-OUTCOME = """
 def _outcome(call):
+    """A call's result, or its error's type and message (this function's source also runs in the torch-free
+    process)."""
     try:
         result = call()
         return {"result": list(result) if hasattr(result, "__next__") else result}
-    except Exception as err:  # compared as type and message
+    except Exception as err:  # noqa: BLE001 - compared as type and message
         return {"error": [type(err).__name__, str(err)]}
-"""
-exec(OUTCOME)
 
 
 def run_torch_free(script: str, **env: str) -> subprocess.CompletedProcess:
@@ -115,7 +114,7 @@ def test_onnx_predictor_without_torch_matches_the_pipeline(export_dir, tmp_path)
     done = run_torch_free(f"""
         import json
         from hf_mtl.runtime import OnnxPredictor
-        exec({OUTCOME!r})
+        exec({inspect.getsource(_outcome)!r})
 
         predict = OnnxPredictor({str(export_dir)!r})
         cases = json.load(open({str(cases)!r}))
