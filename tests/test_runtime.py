@@ -140,9 +140,29 @@ def _encodings_match(ours, theirs):
         assert len(a.overflowing) == len(b.overflowing)
 
 
-@pytest.mark.parametrize("which", ["export", "minilm"])
-def test_runtime_tokenization_is_the_fast_tokenizers(which, export_dir, minilm_dir):
-    folder = export_dir if which == "export" else Path(minilm_dir)
+@pytest.fixture(scope="module")
+def bpe_dir(tmp_path_factory):
+    """A tiny byte-level BPE tokenizer (RoBERTa-style: no token_type_ids, `<s>`/`</s>` pairs), saved by transformers."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator([LONG, TEXTS[0], "Is it good? The acting is wonderful."] * 3, trainer)
+    backend.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True)
+    fast = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<pad>", model_max_length=128, model_input_names=["input_ids", "attention_mask"])
+    out = tmp_path_factory.mktemp("bpe_tokenizer")
+    fast.save_pretrained(out)
+    return out
+
+
+@pytest.mark.parametrize("which", ["export", "minilm", "bpe"])
+def test_runtime_tokenization_is_the_fast_tokenizers(which, export_dir, minilm_dir, bpe_dir):
+    folder = {"export": export_dir, "minilm": Path(minilm_dir), "bpe": bpe_dir}[which]
     fast = AutoTokenizer.from_pretrained(str(folder))
     ours = RuntimeTokenizer.from_folder(folder)
     assert (ours.model_max_length, ours.pad_token_id, ours.unk_token_id) == (
