@@ -59,6 +59,15 @@ class MultiTaskTrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "Settings of the loss balancer (its constructor's keyword arguments), as a dict or JSON object string."},
     )
+    all_tasks_per_step: bool = field(
+        default=False,
+        metadata={
+            "help": "Every optimizer step accumulates one batch of each task (batches still hold one task), so "
+            "balancers that need every task's loss each step (famo) see them all. The trainer then accumulates "
+            "gradient_accumulation_steps x number-of-tasks batches per step; the sampling strategy must be "
+            "'proportional' (the default) or 'round_robin', whose order it replaces."
+        },
+    )
     group_by_length: bool = field(
         default=False,
         metadata={"help": "Batch examples of similar length within each task (less padding, faster)."},
