@@ -266,10 +266,11 @@ class FAMO(_StepLosses):
             denom = (self.exp_avg_sq / (1 - beta2**step)).sqrt() + self.EPS
             self.logits -= self.w_lr * (self.exp_avg / (1 - beta1**step)) / denom
         self.previous_losses.copy_(current)
-        if bool(torch.isfinite(current).all()):
+        known = torch.isfinite(current)  # a task without training data has no loss: it keeps weight 1
+        if bool(known.any()):
             z = torch.softmax(self.logits, dim=0)
-            scaled = z / torch.exp(self._shifted_log(current))
-            self.weight.copy_(len(self.task_names) * scaled / scaled.sum())
+            scaled = torch.where(known, z / torch.exp(self._shifted_log(current.nan_to_num(1.0))), torch.zeros_like(z))
+            self.weight.copy_(torch.where(known, known.sum() * scaled / scaled.sum(), torch.ones_like(z)))
 
     def settings(self) -> dict[str, Any]:
         return {"gamma": self.gamma, "w_lr": self.w_lr, "min_losses": dict(self.min_losses)}
