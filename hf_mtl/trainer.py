@@ -4,9 +4,11 @@ What it adds to the plain Trainer, and nothing more:
 - datasets are dicts keyed by task name; raw ones are tokenized and label-aligned (`prepare_datasets`);
 - training batches come from the batch sampler of the chosen task sampling strategy (`hf_mtl.sampling`:
   one task per batch), wired in `get_train_dataloader`;
+- with `all_tasks_per_step`, every optimizer step accumulates one batch of each task (`_all_tasks_args`:
+  the Trainer's gradient accumulation becomes the arguments' own times the number of tasks);
 - each training batch's head loss (a per-batch mean) goes through the loss balancer (`hf_mtl.balancers`;
-  by default the task's static weight), whose parameters, if any, join the optimizer; logs carry each task's
-  running loss as `<task>_loss`;
+  by default the task's static weight), whose parameters, if any, join the optimizer and which hears of
+  every optimizer step (`LossBalancer.end_step`); logs carry each task's running loss as `<task>_loss`;
 - `run_record` keeps the facts of the run the model card shows (data sizes, batch mix, sampling strategy,
   loss balancer);
 - `evaluate()` scores every task with its own metrics (`eval_<task>_<metric>`) and adds `eval_average`
