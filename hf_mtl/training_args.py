@@ -29,7 +29,8 @@ class MultiTaskTrainingArguments(TrainingArguments):
         default="proportional",
         metadata={
             "help": "How batches are spread over tasks: 'proportional' (to task size), 'temperature' "
-            "(p_i ~ n_i^(1/T)), 'uniform', 'round_robin', or another registered strategy "
+            "(p_i ~ n_i^(1/T)), 'uniform', 'round_robin', 'annealed' (p_i ~ n_i^alpha, alpha from 1 to 0.2 over "
+            "the run), or another registered strategy "
             "(register_sampling_strategy) or a 'module:ClassName' path."
         },
     )
@@ -51,7 +52,8 @@ class MultiTaskTrainingArguments(TrainingArguments):
     loss_balancer: str | type[LossBalancer] = field(
         default="static",
         metadata={
-            "help": "How task losses are combined: 'static' (times task_weights), another registered balancer "
+            "help": "How task losses are combined: 'static' (times task_weights), 'uncertainty' (learned, Kendall "
+            "et al.), 'dwa' (Dynamic Weight Average), 'famo' (needs all_tasks_per_step), another registered balancer "
             "(register_loss_balancer) or a 'module:ClassName' path."
         },
     )
