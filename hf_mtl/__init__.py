@@ -24,6 +24,7 @@ from .modeling_multitask import (
 from .pipeline import InvalidInputError, MultiTaskPipeline, register_pipeline
 from .preprocessing import prepare_dataset, prepare_datasets
 from .sampling import MultiTaskBatchSampler, MultiTaskDataset, register_sampling_strategy
+from .search import SearchSpace, apply_best_run, default_search_space, worst_task_objective
 from .tasks import (
     SequenceClassificationTask,
     Task,
@@ -75,10 +76,13 @@ __all__ = [
     "SequenceClassificationTask",
     "StaticWeights",
     "Task",
+    "SearchSpace",
     "TaskModelOutput",
     "TokenClassificationTask",
     "WordLevelTask",
+    "apply_best_run",
     "compute_task_metrics",
+    "default_search_space",
     "export_onnx",
     "prepare_dataset",
     "prepare_datasets",
@@ -87,4 +91,5 @@ __all__ = [
     "register_task_kind",
     "task_from_config",
     "tasks_from_config",
+    "worst_task_objective",
 ]
