@@ -26,6 +26,8 @@ from hf_mtl.search import (
     worst_task_objective,
 )
 
+from test_cli import tiny_encoder  # noqa: F401 - the tiny encoder folder fixture
+
 optuna = pytest.importorskip("optuna")
 TASKS = ["sentiment", "topic", "ner"]
 
@@ -141,7 +143,9 @@ def test_trials_train_with_their_own_weights_sampling_and_learning_rate(search_t
         "sampling_temperature": {"low": 1.5, "high": 4.0},
         "task_weights": {"sentiment": {"low": 0.1, "high": 5.0}, "topic": [0.5, 2.0]},
     }, TASKS)
+    reference = {"sentiment": 0.9, "ner": 0.5}
     best = trainer.hyperparameter_search(direction="maximize", backend="optuna", hp_space=space, n_trials=3,
+                                         compute_objective=worst_task_objective(reference),
                                          sampler=optuna.samplers.RandomSampler(seed=3))
     assert isinstance(best, BestRun) and len(seen.seen) == 3 and len(calls) == 4  # a fresh model per trial
     study = _LAST_STUDY[0]
@@ -156,27 +160,25 @@ def test_trials_train_with_their_own_weights_sampling_and_learning_rate(search_t
         else:
             assert "sampling_temperature" not in drawn  # not drawn for other strategies
         assert used["learning_rate"] == pytest.approx(drawn["learning_rate"])
-        assert set(trial.user_attrs["task_scores"]) == set(TASKS)
-        assert trial.value == pytest.approx(average_objective(trial.user_attrs["metrics"]))
+        scores = trial.user_attrs["task_scores"]
+        assert set(scores) == set(TASKS) and "eval_average" in trial.user_attrs["metrics"]
+        assert trial.value == pytest.approx(min(scores["sentiment"] - 0.9, scores["ner"] - 0.5))
     assert len({round(u["learning_rate"], 12) for u in seen.seen}) == 3
     assert best.run_id == str(study.best_trial.number) and best.objective == max(t.value for t in study.trials)
     # the arguments are the search's starting ones again
     assert trainer.args.task_weights == {"ner": 3.0} and trainer.args.learning_rate == 5e-5
     assert trainer.args.task_sampling_strategy == "proportional"
+    rows = trial_rows(study)
+    assert [r.number for r in rows] == [0, 1, 2] and rows[0].state == "COMPLETE" and rows[-1].task_scores == scores
 
 
-def test_worst_task_objective_through_the_trainer(search_trainer):
+def test_default_objective_is_the_average(search_trainer):
     trainer, seen, calls = search_trainer
-    reference = {"sentiment": 0.9, "ner": 0.5}
-    space = SearchSpace({"learning_rate": [1e-4, 3e-4]}, TASKS)
-    best = trainer.hyperparameter_search(direction="maximize", backend="optuna", hp_space=space, n_trials=2,
-                                         compute_objective=worst_task_objective(reference))
-    for trial in _LAST_STUDY[0].trials:
-        scores = trial.user_attrs["task_scores"]
-        assert trial.value == pytest.approx(min(scores["sentiment"] - 0.9, scores["ner"] - 0.5))
-    assert best.hyperparameters["learning_rate"] in (1e-4, 3e-4)
-    rows = trial_rows(_LAST_STUDY[0])
-    assert [r.number for r in rows] == [0, 1] and rows[0].state == "COMPLETE" and set(rows[0].task_scores) == set(TASKS)
+    best = trainer.hyperparameter_search(hp_space=SearchSpace({"learning_rate": [1e-4]}, TASKS), n_trials=1,
+                                         backend="optuna")
+    trial = _LAST_STUDY[0].trials[0]
+    assert best.objective == trial.value == pytest.approx(trial.user_attrs["metrics"]["eval_average"])
+    assert _LAST_STUDY[0].direction == optuna.study.StudyDirection.MAXIMIZE
 
 
 # ---------------------------------------------------------------------------- no training
@@ -230,3 +232,58 @@ def test_search_space_format():
     ]:
         with pytest.raises(ValueError, match=message):
             SearchSpace(bad, TASKS)
+
+
+# ---------------------------------------------------------------------------- hf-mtl search
+def test_cli_search_writes_a_recipe_that_loads_and_resumes(tmp_path, tiny_encoder, capsys):
+    from test_cli import one_line_error, write_recipe
+
+    from hf_mtl.cli import main
+    from hf_mtl.recipe import load_recipe
+
+    recipe = write_recipe(tmp_path, tiny_encoder)
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "learning_rate: {low: 1e-5, high: 1e-3, log: true}\n"
+        "task_sampling_strategy: [temperature, round_robin]\n"
+        "sampling_temperature: {low: 1.0, high: 5.0}\n"
+        "task_weights:\n  topic: {low: 0.5, high: 2.0}\n  ner: [0.5, 1.0, 2.0]\n", encoding="utf-8")
+    reference = tmp_path / "reference.yaml"
+    reference.write_text("sentiment: 0.9\nner: 0.5\n", encoding="utf-8")
+    best_path = tmp_path / "elsewhere" / "best.yaml"
+    command = ["search", str(recipe), "--trials", "1", "--space", str(space), "--objective", "worst",
+               "--reference", str(reference), "--output", str(best_path), "--search-dir", str(tmp_path / "search"),
+               "--set", "training.seed=5"]
+    assert main(command) == 0
+    out = capsys.readouterr().out
+    table = out.split("Trials:\n")[1].split("Best:")[0].strip().splitlines()
+    assert table[0].split()[:5] == ["trial", "worst", "sentiment", "topic", "ner"] and "w_topic" in table[0]
+    assert [line.split()[0] for line in table[1:]] == ["0"]
+    assert "Wrote the best settings to" in out and (tmp_path / "search" / "study.db").is_file()
+
+    best = load_recipe(best_path)  # in another folder: its data paths are absolute
+    study = optuna.load_study(study_name="hf-mtl-search", storage=f"sqlite:///{tmp_path / 'search' / 'study.db'}")
+    params = study.best_trial.params
+    args = best.training_arguments()
+    assert args.learning_rate == pytest.approx(params["learning_rate"]) and args.seed == 5
+    assert args.task_sampling_strategy == params["task_sampling_strategy"]
+    assert args.task_weights == {"sentiment": 1.0, "topic": pytest.approx(params["task_weight_topic"]),
+                                 "ner": params["task_weight_ner"]}
+    assert args.max_steps == 4 and args.eval_strategy == "steps"  # the recipe's budget, not a trial's
+    assert best_path.read_text().startswith("# best of 1 trial(s) of `hf-mtl search`")
+    for trial in study.trials:  # trials ran 1/5 of max_steps (at least 1)
+        assert set(trial.user_attrs["task_scores"]) == {"sentiment", "topic", "ner"}
+
+    assert main(command) == 2
+    assert "pass --resume" in one_line_error(capsys, "search")
+    assert main([*command[:3], "2", *command[4:], "--resume"]) == 0
+    out = capsys.readouterr().out
+    table = out.split("Trials:\n")[1].split("Best:")[0].strip().splitlines()
+    assert [line.split()[0] for line in table[1:]] == ["0", "1"]
+
+    assert main(["search", str(recipe), "--trials", "2", "--objective", "worst"]) == 2
+    assert "--reference" in one_line_error(capsys, "search")
+    space.write_text("learning_rate: {low: 1e-5}\n", encoding="utf-8")
+    assert main(["search", str(recipe), "--trials", "2", "--space", str(space),
+                 "--search-dir", str(tmp_path / "s2")]) == 2
+    assert "learning_rate: a range needs `low` and `high`" in one_line_error(capsys, "search")
