@@ -304,7 +304,7 @@ def search_recipe(
         done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     remaining = trials - done
     report(f"hf-mtl: {remaining} trial(s) of {trials}" + (f" ({done} done before)" if done else "")
-           + (f", {steps} steps each" if steps else "") + f"; study in {search_dir / STUDY_FILE}")
+           + (f", {steps} training step(s) each" if steps else "") + f"; study in {search_dir / STUDY_FILE}")
     if remaining > 0:
         trainer.hyperparameter_search(
             hp_space=space, compute_objective=reported, n_trials=remaining, direction="maximize", backend="optuna",
@@ -319,7 +319,7 @@ def search_recipe(
     best_recipe = Path(output) if output is not None else search_dir / "best.yaml"
     write_best_recipe(recipe, best.hyperparameters, best_recipe, header=(
         f"best of {len(study.trials)} trial(s) of `hf-mtl search` (trial {best.run_id}, objective {objective} = "
-        f"{best.objective:.4f}, {steps or 'full'} steps per trial)"
+        f"{best.objective:.4f}, " + (f"{steps} training step(s)" if steps else "the recipe's training budget") + " per trial)"
     ))
     return SearchResult(best=best, trials=trial_rows(study), best_recipe=best_recipe, search_dir=search_dir,
                         objective=objective, trial_steps=steps, space=space.describe())

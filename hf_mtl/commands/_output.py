@@ -70,7 +70,7 @@ def print_training_result(recipe: Any, result: Any, stream: TextIO | None = None
 def format_trials(trials: Sequence[Any], task_names: Sequence[str], objective: str) -> str:
     """A table of search trials (`hf_mtl.search.TrialRow`): number, objective, each task's main score, the
     hyperparameters (`task_weight_<task>` shown as `w_<task>`)."""
-    params = sorted({key for trial in trials for key in trial.params})
+    params = list(dict.fromkeys(key for trial in trials for key in trial.params))  # in the order they are drawn
     short = {key: "w_" + key[len("task_weight_"):] if key.startswith("task_weight_") else key for key in params}
     header = ["trial", objective, *task_names, *(short[k] for k in params)]
 
