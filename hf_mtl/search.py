@@ -12,9 +12,10 @@ training arguments.
 - **search spaces.** `SearchSpace` is an optuna `hp_space` function built from a plain mapping (the YAML
   format of `hf-mtl search --space`, docs/recipes.md): per training argument a range `{low, high, log,
   step}`, a list of choices, or a fixed value; `task_weights` takes one range for every task or one per task.
-  `sampling_temperature` is drawn only in trials whose strategy is `temperature`. `default_search_space(tasks)`
-  searches the learning rate, the sampling strategy and temperature, and the loss weights of every task but
-  the first (with Adam-type optimizers only the ratios of the weights matter, so the first stays at 1).
+  When the strategy is searched, `sampling_temperature` is drawn only in trials whose strategy is
+  `temperature`. `default_search_space(tasks)` searches the learning rate, the sampling strategy and
+  temperature, and the loss weights of every task but the first (with Adam-type optimizers only the ratios
+  of the weights matter, so the first stays at 1).
 - **objectives** (`compute_objective` functions of the evaluation metrics, to maximize): `average_objective`
   (`eval_average`, the default) and `worst_task_objective(reference)`: the worst task's headline score minus
   its single-task reference, so the search looks for settings under which no task falls behind.
