@@ -25,6 +25,7 @@ from .modeling_multitask import (
 from .pipeline import InvalidInputError, MultiTaskPipeline, register_pipeline
 from .preprocessing import prepare_dataset, prepare_datasets
 from .sampling import AnnealedBatchSampler, MultiTaskBatchSampler, MultiTaskDataset, register_sampling_strategy
+from .search import SearchSpace, apply_best_run, default_search_space, worst_task_objective
 from .tasks import (
     SequenceClassificationTask,
     Task,
@@ -80,10 +81,13 @@ __all__ = [
     "FAMO",
     "AnnealedBatchSampler",
     "Task",
+    "SearchSpace",
     "TaskModelOutput",
     "TokenClassificationTask",
     "WordLevelTask",
+    "apply_best_run",
     "compute_task_metrics",
+    "default_search_space",
     "export_onnx",
     "prepare_dataset",
     "prepare_datasets",
@@ -92,4 +96,5 @@ __all__ = [
     "register_task_kind",
     "task_from_config",
     "tasks_from_config",
+    "worst_task_objective",
 ]

@@ -8,6 +8,7 @@ error names the key path (e.g. `tasks[2].data.format`) and what was expected. Se
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import os
@@ -68,6 +69,8 @@ class Recipe:
     num_threads: int | None = None
     path: Path | None = None
     use_local_data: bool = False
+    #: the recipe as read (after overrides, before validation), for writing a changed copy (`hf-mtl search`)
+    raw: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def task_specs(self) -> list[Task]:
@@ -587,6 +590,7 @@ def parse_recipe(
         num_threads=num_threads,
         path=Path(path) if path is not None else None,
         use_local_data=data_dir is not None,
+        raw=copy.deepcopy(raw),
     )
 
 

@@ -17,6 +17,9 @@ What it adds to the plain Trainer, and nothing more:
   example in input order, and for token tasks one position per word of the whole sentence (the windows of
   a long sentence merged, `hf_mtl.evaluation`);
 - `predict()` returns the same arrays per task (`MultiTaskPredictionOutput`), for labelled or unlabelled data;
+- `model_init` and `hyperparameter_search()`: one fresh model per trial, and the loss balancer and batch sampler
+  rebuilt from every trial's arguments; a trial's `task_weight_<task>` values set its `task_weights`
+  (`hf_mtl.search`: spaces, objectives, `apply_best_run`);
 - under DDP, heads a step does not use join the graph cheaply instead of DDP's unused-parameter scan, and
   their zero gradients are dropped before the optimizer step (docs/distributed.md); a launcher that starts
   several processes which do not form one group (CPU without `use_cpu=True`) is an error;
@@ -47,7 +50,7 @@ from safetensors.torch import load_file as load_safetensors
 from safetensors.torch import save_file as save_safetensors
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments, enable_full_determinism, set_seed
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import (
     PREFIX_CHECKPOINT_DIR,
@@ -76,7 +79,8 @@ from .metrics import compute_task_metrics
 from .modeling_multitask import MultiTaskModel
 from .preprocessing import EXAMPLE_INDEX_COLUMN, WORD_INDEX_COLUMN, effective_max_length, prepare_datasets
 from .run_record import RunRecord
-from .sampling import MultiTaskBatchSampler, MultiTaskDataset, RunLength, sampling_strategy
+from .sampling import MultiTaskBatchSampler, MultiTaskDataset, RunLength, sampling_strategy, sampling_strategy_name
+from .search import average_objective, default_search_space, record_trial, trial_arguments
 from .tasks import Task, tasks_from_config
 from .training_args import MultiTaskTrainingArguments
 
@@ -135,6 +139,8 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
 
     Args:
         model: a `MultiTaskModel` (e.g. from `MultiTaskModel.from_encoder`).
+        model_init: instead of `model`, a function returning a fresh `MultiTaskModel` (with the same tasks every
+            time), called with no argument or the trial; needed by `hyperparameter_search` (a new model per trial).
         args: `MultiTaskTrainingArguments` (a plain `TrainingArguments` gets the multi-task defaults).
         train_dataset / eval_dataset: `DatasetDict` or dict keyed by task name. Raw datasets (with the
             columns named by each task spec) are tokenized here; prepared ones (`input_ids`, `labels`) are
@@ -158,16 +164,22 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         train_dataset: Mapping[str, Dataset] | None = None,
         eval_dataset: Mapping[str, Dataset] | None = None,
         processing_class: Any = None,
+        model_init: Callable[..., MultiTaskModel] | None = None,
         compute_metrics: Callable[..., dict] | Mapping[str, Callable[..., dict]] | None = None,
         **kwargs: Any,
     ):
+        if args is None:
+            args = MultiTaskTrainingArguments(output_dir="trainer_output")
+        if (model is None) == (model_init is None):
+            raise ValueError("MultiTaskTrainer needs either a MultiTaskModel (`model`) or a `model_init`, not both.")
         if model is None:
-            raise ValueError("MultiTaskTrainer needs a MultiTaskModel (model_init is not supported).")
+            # the tasks, tokenizer and data preparation come from a first model; the Trainer seeds first too
+            enable_full_determinism(args.seed) if args.full_determinism else set_seed(args.seed)
+            self.model_init = model_init
+            model = self.call_model_init()
         config = getattr(model, "config", None)
         if not hasattr(config, "tasks") or not config.tasks:
             raise TypeError(f"MultiTaskTrainer needs a MultiTaskModel with tasks, got {type(model).__name__}.")
-        if args is None:
-            args = MultiTaskTrainingArguments(output_dir="trainer_output")
         for name, default in MultiTaskTrainingArguments.multitask_defaults().items():
             if not hasattr(args, name):
                 setattr(args, name, default)
@@ -190,9 +202,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         if processing_class is None:
             processing_class = load_tokenizer_for(model, argument="processing_class")
         self.tokenizer_max_length = effective_max_length(processing_class, args.max_length, config)
-        self.loss_balancer: LossBalancer = loss_balancer_class(args.loss_balancer).from_training_args(
-            [t.name for t in self.tasks], args
-        )
+        self.loss_balancer: LossBalancer = self._build_loss_balancer(args)
 
         self.train_datasets = self._prepare(train_dataset, "train", processing_class) if train_dataset is not None else None
         self.eval_datasets = self._prepare(eval_dataset, "eval", processing_class) if eval_dataset is not None else None
@@ -233,6 +243,17 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         self._weigh_losses = True
         self._setup_loss_balancer()
         self.add_callback(_MultiTaskStateCallback(self))
+        # the Trainer was given the first model (it refuses `model` and `model_init` together); later runs re-init
+        self.model_init = model_init
+        if model_init is not None and (self.optimizer is not None or self.lr_scheduler is not None):
+            raise RuntimeError(
+                "Passing a `model_init` is incompatible with providing the `optimizers` argument (each run builds a "
+                "new model); override `create_optimizer` instead."
+            )
+        # task -> key of its headline metric in the last evaluation (`<prefix>_<task>_<metric>`)
+        self.headline_metrics: dict[str, str] = {}
+        # hyperparameter search: the original value of every argument a trial set (restored before each trial)
+        self._search_originals: dict[str, Any] = {}
 
     @property
     def task_weights(self) -> dict[str, float]:
@@ -404,6 +425,9 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         super().log(logs, start_time)
 
     # ------------------------------------------------------------------ loss balancer
+    def _build_loss_balancer(self, args: TrainingArguments) -> LossBalancer:
+        return loss_balancer_class(args.loss_balancer).from_training_args([t.name for t in self.tasks], args)
+
     def _setup_loss_balancer(self) -> None:
         """Put the balancer on the training device; a balancer with parameters needs an optimizer this trainer
         builds or one that already holds them, and a plain data-parallel run (not DeepSpeed or FSDP, whose
@@ -535,6 +559,90 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         through two wrappers (`SkipBatchSampler` around `BatchSamplerShard` when a multi-process run resumes)."""
         if self._train_batch_sampler is not None:
             self._train_batch_sampler.set_epoch(int(math.floor(state.epoch or 0)))
+
+    # ------------------------------------------------------------------ hyperparameter search
+    def hyperparameter_search(
+        self,
+        hp_space: Callable[[Any], dict[str, Any]] | None = None,
+        compute_objective: Callable[[dict[str, float]], float] | None = None,
+        n_trials: int = 20,
+        direction: str | list[str] = "maximize",
+        backend: str | None = None,
+        hp_name: Callable[[Any], str] | None = None,
+        **kwargs: Any,
+    ):
+        """`Trainer.hyperparameter_search` (needs `model_init`), with multi-task defaults and hooks.
+
+        - `hp_space(trial)` may return `task_weight_<task>` values: the trial's `task_weights` are the
+          arguments' weights with those replaced. Default: `hf_mtl.search.default_search_space(tasks)`.
+        - `compute_objective` defaults to `eval_average` (`hf_mtl.search.average_objective`), so `direction`
+          defaults to "maximize"; an objective with `for_trainer(trainer)` (`worst_task_objective`) is bound
+          to this trainer's headline metrics.
+        - every trial starts from the arguments the search started with, its loss balancer and batch sampler
+          are built from its own arguments, and its tasks' headline scores are kept in the optuna trial
+          (`user_attrs["task_scores"]`); the arguments are restored afterwards (`hf_mtl.search.apply_best_run`
+          turns the returned `BestRun` into arguments).
+        """
+        space = hp_space if hp_space is not None else default_search_space([t.name for t in self.tasks])
+        objective = compute_objective if compute_objective is not None else average_objective
+        if callable(getattr(objective, "for_trainer", None)):
+            objective = objective.for_trainer(self)
+
+        def trial_space(trial: Any) -> dict[str, Any]:
+            values = trial_arguments(space(trial), self.args.task_weights)
+            for key in values:  # the value before any trial, restored before the next one
+                self._search_originals.setdefault(key, getattr(self.args, key, None))
+            return values
+
+        def recorded_objective(metrics: dict[str, float]) -> float:
+            record_trial(getattr(self, "_trial", None), metrics, self.headline_metrics)
+            return objective(metrics)
+
+        self._search_originals = {}
+        try:
+            return super().hyperparameter_search(
+                hp_space=trial_space, compute_objective=recorded_objective, n_trials=n_trials, direction=direction,
+                backend=backend, hp_name=hp_name, **kwargs,
+            )
+        finally:
+            self._restore_search_arguments()
+            self.hp_search_backend = None
+
+    def _restore_search_arguments(self) -> None:
+        for key, value in self._search_originals.items():
+            setattr(self.args, key, value)
+        self._search_originals = {}
+
+    def call_model_init(self, trial: Any = None) -> MultiTaskModel:
+        """`Trainer.call_model_init`, checking that the new model has the tasks the data was prepared for."""
+        model = super().call_model_init(trial)
+        tasks = [entry.get("name") for entry in (getattr(getattr(model, "config", None), "tasks", None) or [])]
+        expected = [t.name for t in getattr(self, "tasks", [])]
+        if expected and tasks != expected:
+            raise ValueError(f"model_init returned a model with tasks {tasks}; the trainer's tasks are {expected}.")
+        return model
+
+    def _hp_search_setup(self, trial: Any) -> None:
+        """A trial's arguments (`Trainer._hp_search_setup`, after restoring the search's starting arguments),
+        then the loss balancer and running losses built afresh from them; the batch sampler is built from them
+        when training starts (`get_train_dataloader`)."""
+        searching = self.hp_search_backend is not None and trial is not None
+        if searching:
+            self._restore_search_arguments()
+        super()._hp_search_setup(trial)
+        if not searching:
+            return
+        args = self.args
+        args.task_sampling_strategy = sampling_strategy_name(args.task_sampling_strategy)
+        if not args.sampling_temperature > 0:
+            raise ValueError(
+                f"Trial {getattr(trial, 'number', trial)}: sampling_temperature must be > 0, got {args.sampling_temperature}."
+            )
+        self.loss_balancer = self._build_loss_balancer(args)
+        self._record_loss_balancer()
+        self._setup_loss_balancer()
+        self._task_loss.zero_()
+        self._heads_used.zero_()
 
     # ------------------------------------------------------------------ checkpoints and resume
     def _multitask_state(self) -> dict[str, Any]:
@@ -839,7 +947,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         (per task, `<prefix>_average`, `<prefix>_loss`, runtime)."""
         outputs: dict[str, PredictionOutput] = {}
         metrics: dict[str, float] = {}
-        headlines: list[str] = []
+        headlines: dict[str, str] = {}  # task -> key of its headline metric (tasks with labels)
         num_samples = 0
         for name, dataset in datasets.items():
             output, headline, samples = self._run_task(
@@ -849,10 +957,11 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             metrics.update(output.metrics)
             num_samples += samples
             if headline is not None:
-                headlines.append(headline)
+                headlines[name] = headline
+        self.headline_metrics = headlines
         losses = [metrics[f"{prefix}_{name}_loss"] for name in datasets if f"{prefix}_{name}_loss" in metrics]
         if headlines:  # tasks with labels (all of them in evaluation)
-            mains = [metrics[k] for k in headlines if k in metrics]
+            mains = [metrics[k] for k in headlines.values() if k in metrics]
             metrics[f"{prefix}_average"] = float(np.mean(mains)) if mains else float("nan")
         if losses:
             metrics[f"{prefix}_loss"] = float(np.mean(losses))

@@ -15,7 +15,7 @@ from transformers import BertModel
 
 from hf_mtl.cli import main
 
-COMMANDS = ("train", "evaluate", "export", "push", "quickstart")
+COMMANDS = ("train", "evaluate", "search", "export", "push", "quickstart")
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -25,7 +25,7 @@ def test_help_is_complete(command, capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert f"usage: hf-mtl {command}" in text and "examples:" in text
-    if command in ("train", "evaluate"):
+    if command in ("train", "evaluate", "search"):
         assert "--set KEY.PATH=VALUE" in text and "--data-dir DIR" in text
 
 
