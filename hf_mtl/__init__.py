@@ -10,6 +10,7 @@ from transformers import AutoConfig, AutoModel
 from .balancers import LossBalancer, StaticWeights, register_loss_balancer
 from .collator import MultiTaskDataCollator
 from .configuration_multitask import MultiTaskConfig
+from .distillation import DistillationConfig
 from .evaluation import MultiTaskPredictionOutput
 from .export import export_onnx
 from .metrics import compute_task_metrics
@@ -57,6 +58,7 @@ if OnnxMultiTaskModel not in _MODEL_BACKENDS:
 register_pipeline()
 
 __all__ = [
+    "DistillationConfig",
     "InvalidInputError",
     "LossBalancer",
     "MultiTaskBatchSampler",

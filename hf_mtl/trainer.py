@@ -57,6 +57,7 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGH
 
 from .balancers import LossBalancer, loss_balancer_class
 from .collator import MultiTaskDataCollator
+from .distillation import TEACHER_LOGITS_COLUMN, DistillationConfig, Distiller
 from .encoders import load_tokenizer_for
 from .evaluation import (
     PAD,
@@ -143,6 +144,8 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             num_labels)` logits and `(sentences, words)` label ids, one position per word (-100 padding).
             Its keys are reported as `eval_<task>_<key>`, and its first key is the task's headline metric for
             `eval_average`.
+        distillation: a `hf_mtl.distillation.DistillationConfig`: learn the tasks it names from single-task
+            teachers as well as gold labels (born-again distillation with teacher annealing).
         Everything else is passed to `transformers.Trainer`.
     """
 
@@ -155,6 +158,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         eval_dataset: Mapping[str, Dataset] | None = None,
         processing_class: Any = None,
         compute_metrics: Callable[..., dict] | Mapping[str, Callable[..., dict]] | None = None,
+        distillation: DistillationConfig | None = None,
         **kwargs: Any,
     ):
         if model is None:
@@ -191,12 +195,17 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         )
 
         self.train_datasets = self._prepare(train_dataset, "train", processing_class) if train_dataset is not None else None
+        # teacher logits are computed once, cached with the prepared data (hf_mtl.distillation)
+        self.distiller = Distiller(distillation, self.tasks, processing_class) if distillation is not None else None
+        if self.distiller is not None and self.train_datasets:
+            self.train_datasets = self.distiller.add_teacher_logits(self.train_datasets, args)
         self.eval_datasets = self._prepare(eval_dataset, "eval", processing_class) if eval_dataset is not None else None
         # the facts of this run the model card shows (the sampler, balancer and job layer add theirs)
         self.run_record = RunRecord(
             train_sizes={name: len(ds) for name, ds in (self.train_datasets or {}).items()},
             eval_sizes={name: len(ds) for name, ds in (self.eval_datasets or {}).items()},
             loss_balancer=self.loss_balancer.describe(),
+            distillation=self.distiller.describe() if self.distiller is not None else {},
         )
         if data_collator is None:
             data_collator = MultiTaskDataCollator(processing_class, self.tasks)
@@ -348,10 +357,15 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         task_name = inputs.pop("task_name", None)
         if task_name is None:
             raise ValueError("Batch without 'task_name': use MultiTaskDataCollator.")
+        teacher_logits = inputs.pop(TEACHER_LOGITS_COLUMN, None)
         outputs = model(**inputs, task_name=task_name)
         loss = outputs.loss
         if loss is None:
             raise ValueError(f"Task {task_name!r}: the batch has no labels, so no loss can be computed.")
+        if teacher_logits is not None and self.distiller is not None and self._weigh_losses:
+            loss = self.distiller.loss(
+                self.task_by_name[task_name], loss, outputs.logits, teacher_logits, inputs, self.state
+            )
         if model.training:
             index = self._task_index[task_name]
             if self._task_loss.device != loss.device:  # accumulate where the loss lives: no per-step sync
@@ -378,6 +392,8 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
                     logs[f"{task.name}_loss"] = round(loss_sum / count, 6)
             self._task_loss.zero_()
             logs.update(self.loss_balancer.log_values())
+            if self.distiller is not None:
+                logs.update(self.distiller.log_values(self.state))
             self._record_loss_balancer()
         super().log(logs, start_time)
 
