@@ -365,6 +365,37 @@ class Teacher:
         return {"source": self.source, "head": self.head if self.multitask else None, "scores": dict(self.scores)}
 
 
+class _HashingSink:
+    """A write-only file that only hashes what is written to it."""
+
+    def __init__(self):
+        self.digest = hashlib.sha256()
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        self.digest.update(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _rows_fingerprint(dataset: Dataset) -> str:
+    """The content of a prepared dataset (every column: the cache file holds them all), streamed through a hash
+    as Arrow IPC: the datasets' own fingerprints of in-memory data are not stable across processes."""
+    import pyarrow as pa
+
+    table = dataset.with_format("arrow")[:]
+    sink = _HashingSink()
+    with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), table.schema) as writer:
+        for batch in table.to_batches(max_chunksize=10_000):
+            writer.write_batch(batch)
+    return sink.digest.hexdigest()[:32]
+
+
 class _ModelLocation:
     """What `hf_mtl.encoders.tokenizer_sources` reads of a model, for a teacher not loaded yet."""
 
@@ -422,14 +453,7 @@ class Distiller:
 
         if TEACHER_LOGITS_COLUMN in dataset.column_names:
             dataset = dataset.remove_columns(TEACHER_LOGITS_COLUMN)
-        columns = [c for c in (*MODEL_INPUT_COLUMNS, "labels") if c in dataset.column_names]
-        rows = dataset.with_format("arrow", columns=columns)[:]
-        import pyarrow as pa
-
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, rows.schema) as writer:
-            writer.write_table(rows)
-        fingerprint = _fingerprint(_CACHE_FORMAT, sink.getvalue().to_pybytes(), teacher.fingerprint)
+        fingerprint = _fingerprint(_CACHE_FORMAT, _rows_fingerprint(dataset), teacher.fingerprint)
         os.makedirs(cache_dir, exist_ok=True)
         cache_file = os.path.join(cache_dir, f"{teacher.task.name}-{fingerprint}.arrow")
         features = Features({**dataset.features, TEACHER_LOGITS_COLUMN: teacher.task.teacher_logits_feature()})
@@ -503,7 +527,17 @@ class Distiller:
     def describe(self) -> dict[str, Any]:
         """For the run record and the model card: the schedule, temperature and each task's teacher."""
         config = self.config
+        mix = "a distilled task's batch loss is λ · (gold-label loss) + (1 − λ) · (distillation loss)"
+        if config.schedule == "linear":
+            schedule = (f"Teacher annealing: {mix}, with λ rising linearly over training from 0 (the teacher's "
+                        "predictions only) at the first step to 1 (gold labels only) at the last.")
+        else:
+            schedule = f"{mix[0].upper()}{mix[1:]}, with λ = {config.gold_weight(0.0):g} throughout."
+        targets = (f"The distillation loss is the cross-entropy to the teacher's softmax at temperature T = "
+                   f"{float(config.temperature):g} (per word for token tasks; binary cross-entropy to its sigmoid for "
+                   "multi-label tasks), times T²; regression heads match the teacher's outputs (mean squared error).")
         return {
+            "description": f"{schedule} {targets}",
             "schedule": config.schedule,
             "temperature": float(config.temperature),
             "teacher_weight": None if config.schedule != "constant" else 1.0 - config.gold_weight(0.0),

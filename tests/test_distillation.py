@@ -252,3 +252,113 @@ def test_compute_loss_is_the_distillation_loss_with_teacher_weight_one(tmp_path,
 
 def data_without_topic(data):
     return {"sentiment": data["sentiment"], "ner": data["ner"]}
+
+
+# ---------------------------------------------------------------------------- recipes, jobs and the card
+def write_recipe(folder, encoder, distillation, **training):
+    import yaml
+
+    (folder / "s.tsv").write_text("text\tlabel\n" + "".join(
+        f"{t}\t{y}\n" for t, y in [("a great film", "pos"), ("an awful film", "neg")] * 6), encoding="utf-8")
+    (folder / "n.conll").write_text("-DOCSTART- O\n\n" + "Anna B-PER\nsings O\n\nin O\nOslo B-LOC\n\n" * 6,
+                                    encoding="utf-8")
+    recipe = {
+        "encoder": str(encoder),
+        "output_dir": str(folder / "model"),
+        "num_threads": 1,
+        "tasks": [
+            {"name": "sentiment", "type": "sequence_classification", "labels": ["neg", "pos"],
+             "data": {"files": {"train": "s.tsv", "validation": "s.tsv"}}},
+            {"name": "ner", "type": "token_classification", "labels": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"],
+             "data": {"files": {"train": "n.conll", "validation": "n.conll"}}},
+        ],
+        "training": {"max_steps": 2, "per_device_train_batch_size": 4, "logging_steps": 1, "eval_strategy": "no",
+                     "save_strategy": "no", "report_to": "none", "max_length": 32, "use_cpu": True, **training},
+        "distillation": distillation,
+    }
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory, tokenizer):
+    from transformers import BertModel
+
+    path = tmp_path_factory.mktemp("tiny_encoder")
+    BertModel(tiny_bert_config()).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_the_distillation_block_is_checked_with_key_paths(tmp_path):
+    from hf_mtl.recipe import RecipeError, load_recipe
+
+    path = write_recipe(tmp_path, "enc", {"teachers": {"sentiment": "teachers/s", "ner": "mtl::tagger"},
+                                          "schedule": "constant", "teacher_weight": 0.25, "temperature": 2})
+    recipe = load_recipe(path)
+    assert recipe.distillation == {
+        "teachers": {"sentiment": str(tmp_path / "teachers" / "s"), "ner": f"{tmp_path / 'mtl'}::tagger"},
+        "schedule": "constant", "teacher_weight": 0.25, "temperature": 2.0,
+    }
+    config = recipe.distillation_config()
+    assert isinstance(config, DistillationConfig) and config.gold_weight(0.5) == 0.75
+    assert load_recipe(path, ["distillation={teachers: train}"]).distillation["teachers"] == {
+        "sentiment": "train", "ner": "train"}
+    dict_form = load_recipe(path, ["distillation.teachers={sentiment: {path: m, task: polarity}}"])
+    assert dict_form.distillation["teachers"] == {"sentiment": {"path": str(tmp_path / "m"), "task": "polarity"}}
+    for override, message in [
+        ("distillation.temprature=2", "distillation.temprature: unknown key; did you mean 'temperature'?"),
+        ("distillation.teachers={topic: x}", "distillation.teachers.topic: not a task of the recipe"),
+        ("distillation.schedule=cosine", "distillation.schedule: 'cosine' is not one of linear, constant"),
+        ("distillation.schedule=linear", "distillation.teacher_weight: is for schedule='constant'"),
+        ("distillation.temperature=0", "distillation.temperature: must be a number > 0"),
+        ("distillation.teachers=all", "distillation.teachers: expected `train` or a mapping"),
+        ("distillation.teachers={sentiment: {path: m, head: x}}", "distillation.teachers.sentiment.head: unknown key"),
+    ]:
+        with pytest.raises(RecipeError, match=message):
+            load_recipe(path, [override])
+
+
+def test_recipe_with_a_given_teacher(tmp_path, tiny_encoder, tokenizer):
+    from hf_mtl.jobs import train_recipe
+    from hf_mtl.recipe import load_recipe
+
+    folder = tmp_path / "teachers" / "sst"
+    seq_teacher(["pos", "neg"]).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "eval_results.json").write_text('{"eval_accuracy": 0.875, "eval_loss": 0.3}', encoding="utf-8")
+    result = train_recipe(load_recipe(write_recipe(tmp_path, tiny_encoder, {"teachers": {"sentiment": "teachers/sst"}})))
+    trainer = result.trainer
+    assert set(trainer.distiller.teachers) == {"sentiment"}  # ner: gold labels only
+    assert TEACHER_LOGITS_COLUMN in trainer.train_datasets["sentiment"].column_names
+    assert TEACHER_LOGITS_COLUMN not in trainer.train_datasets["ner"].column_names
+    assert trainer.distiller.teachers["sentiment"].permutation == [1, 0]
+    card = (result.output_dir / "README.md").read_text(encoding="utf-8")
+    assert f"| `sentiment` | {folder} | Accuracy 0.8750 |" in card  # outside the output folder: its path
+    assert "with λ rising linearly over training from 0" in card and "temperature T = 1" in card
+
+
+def test_recipe_trains_its_teachers_first(tmp_path, tiny_encoder):
+    from hf_mtl.jobs import train_recipe
+    from hf_mtl.recipe import load_recipe
+
+    recipe = load_recipe(write_recipe(tmp_path, tiny_encoder, {"teachers": "train", "temperature": 2},
+                                      eval_strategy="steps", eval_steps=2))
+    lines = []
+    result = train_recipe(recipe, progress=lines.append)
+    out = result.output_dir
+    for task in ("sentiment", "ner"):
+        teacher = out / "teachers" / task
+        assert (teacher / "model.safetensors").is_file() and (teacher / "eval_results.json").is_file()
+        assert any(line.startswith(f"hf-mtl: training the teacher of task {task!r}") for line in lines)
+    trainer = result.trainer
+    assert {t: d["source"] for t, d in trainer.run_record.distillation["teachers"].items()} == {
+        "sentiment": str(out / "teachers" / "sentiment"), "ner": str(out / "teachers" / "ner")}
+    weights = [e[GOLD_WEIGHT_LOG_KEY] for e in trainer.state.log_history if GOLD_WEIGHT_LOG_KEY in e]
+    assert weights == [0.5, 1.0]
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "### Distillation" in card and "Born-again multi-task distillation" in card
+    assert "| `sentiment` | teachers/sentiment | Accuracy " in card and "| `ner` | teachers/ner | F1 " in card
+    assert "temperature T = 2" in card
+    assert (out / "training_curves.png").is_file()
