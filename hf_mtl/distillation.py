@@ -424,6 +424,15 @@ class Distiller:
                 f"DistillationConfig.teachers names task(s) {unknown} that the model does not have; its tasks are "
                 f"{list(by_name)}."
             )
+        from .tasks import Task
+
+        lacking = [n for n in config.teachers if type(by_name[n]).distillation_loss is Task.distillation_loss]
+        if lacking:
+            raise TypeError(
+                f"Task(s) {lacking} have a teacher, but their kind has no distillation loss "
+                f"({', '.join(sorted({type(by_name[n]).__name__ for n in lacking}))}.distillation_loss is not "
+                "implemented): train them on gold labels only, or implement it."
+            )
         self.config = config
         self.tokenizer = tokenizer
         self.teachers = {name: Teacher(by_name[name], spec) for name, spec in config.teachers.items()}

@@ -180,6 +180,7 @@ def train_teachers(
         if task_eval:
             trainer.save_metrics("eval", trainer.evaluate())
         trainer.save_model()  # with the tokenizer: the student checks it shares the teacher's
+        trainer.accelerator.wait_for_everyone()  # every process reads the saved teacher next
         folders[name] = str(folder)
     return folders
 

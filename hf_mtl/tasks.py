@@ -9,7 +9,10 @@ differently per kind:
   pipeline's postprocessing (`postprocessor`, a `hf_mtl.postprocessing.Postprocessor`);
 - preprocessing (`prepare`: tokenize and encode/align labels), label collation (`collate_labels`), metrics
   (`compute_metrics`, `main_metric`), the label column (`label_column`), what its labels hold
-  (`label_values`), and its wording on model cards (`card_kind`, `hub_task_type`).
+  (`label_values`), and its wording on model cards (`card_kind`, `hub_task_type`);
+- distillation from a teacher (`hf_mtl.distillation`): the loss against the teacher's logits
+  (`distillation_loss`), and the cached teacher logits' feature and collation (`teacher_logits_feature`,
+  `collate_teacher_logits`).
 
 Kinds are registered with `register_task_kind(TaskClass)` (which also registers the head and the
 postprocessor); `SequenceClassificationTask` and `TokenClassificationTask` are the first two registrations.
@@ -251,7 +254,7 @@ class Task:
         are taken at `temperature` T and the loss is scaled by T² (`hf_mtl.distillation`)."""
         raise NotImplementedError(
             f"Task kind {type(self).__name__} ({self.task_type!r}) has no distillation loss: implement "
-            "Task.distillation_loss to distil task {self.name!r} from a teacher."
+            f"Task.distillation_loss to distil task {self.name!r} from a teacher."
         )
 
 
@@ -538,17 +541,6 @@ class WordLevelTask(Task):
                 padded[i, : len(row_t)] = row_t
         return padded
 
-    def distillation_loss(
-        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, batch: Mapping[str, Any], temperature: float
-    ) -> torch.Tensor:
-        """Per-word soft cross-entropy at temperature T (times T²), on the positions the gold loss trains (labels
-        other than -100: each word's first sub-word, or every sub-word with `label_all_subwords`)."""
-        mask = batch["labels"].to(student_logits.device) != IGNORE_INDEX
-        if not bool(mask.any()):
-            return student_logits.sum() * 0.0
-        teacher = teacher_logits.to(device=student_logits.device, dtype=torch.float32)
-        return distillation.soft_cross_entropy(student_logits.float()[mask], teacher[mask], temperature)
-
 
 @dataclass(frozen=True)
 class TokenClassificationTask(WordLevelTask):
@@ -621,6 +613,17 @@ class TokenClassificationTask(WordLevelTask):
 
     def compute_metrics(self, predictions: np.ndarray, label_ids: np.ndarray) -> dict[str, float]:
         return metrics.token_metrics(predictions, label_ids, self.id2label, task_name=self.name)
+
+    def distillation_loss(
+        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, batch: Mapping[str, Any], temperature: float
+    ) -> torch.Tensor:
+        """Per-word soft cross-entropy at temperature T (times T²), on the positions the gold loss trains (labels
+        other than -100: each word's first sub-word, or every sub-word with `label_all_subwords`)."""
+        mask = batch["labels"].to(student_logits.device) != IGNORE_INDEX
+        if not bool(mask.any()):
+            return student_logits.sum() * 0.0
+        teacher = teacher_logits.to(device=student_logits.device, dtype=torch.float32)
+        return distillation.soft_cross_entropy(student_logits.float()[mask], teacher[mask], temperature)
 
 
 # ---------------------------------------------------------------------------- registry
