@@ -28,6 +28,7 @@ a single-task teacher's predictions as well as from the gold labels, with teache
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -343,9 +344,17 @@ class Teacher:
                 self._model = auto.from_pretrained(self.path)
         return self._model
 
+    def release(self) -> None:
+        """Drop a teacher loaded from its folder (it loads again if needed)."""
+        if self.path is not None:
+            self._model = None
+
     def logits(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The teacher's logits for a padded batch of the student's inputs, in the task's label order."""
         model = self.model
+        accepted = inspect.signature(model.forward).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+            inputs = {k: v for k, v in inputs.items() if k in accepted}  # e.g. no token_type_ids for DistilBERT
         if self.multitask and hasattr(model.config, "tasks"):
             output = model(**inputs, task_name=self.head)
         else:
@@ -503,9 +512,11 @@ class Distiller:
                 desc=f"Teacher logits ({teacher.task.name})",
             )
         finally:
-            if state:  # give the accelerator memory back: the teacher is not needed during training
+            if state:  # give the memory back: the teacher is not needed during training
                 state["model"].to(state["device"])
                 state["model"].train(state["training"])
+                if teacher.path is not None:
+                    teacher.release()
 
     # ------------------------------------------------------------------ loss
     def gold_weight(self, state: Any) -> float:

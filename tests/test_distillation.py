@@ -190,8 +190,8 @@ def test_teacher_logits_are_computed_once_and_reused(tmp_path, tokenizer):
     data = {"sentiment": data["sentiment"], "ner": data["ner"]}
     sentiment, ner = CountingTeacher(seq_teacher(["positive", "negative"])), CountingTeacher(token_teacher())
     config = DistillationConfig(teachers={"sentiment": sentiment.model, "ner": ner.model}, batch_size=5)
-    trainer = MultiTaskTrainer(model=make_model(tasks), args=args_for(tmp_path), train_dataset=data,
-                               processing_class=tokenizer, distillation=config)
+    trainer = MultiTaskTrainer(model=make_model(tasks), args=args_for(tmp_path, save_strategy="steps", save_steps=2),
+                               train_dataset=data, processing_class=tokenizer, distillation=config)
     assert (sentiment.calls, ner.calls) == (3, 3)  # 12 rows in batches of 5, once
     assert trainer.distiller.teacher_forwards == 6
     prepared = trainer.train_datasets
@@ -223,6 +223,12 @@ def test_teacher_logits_are_computed_once_and_reused(tmp_path, tokenizer):
     assert (sentiment.calls, ner.calls) == (6, 3)
     weights = [entry[GOLD_WEIGHT_LOG_KEY] for entry in trainer.state.log_history if GOLD_WEIGHT_LOG_KEY in entry]
     assert weights == [0.25, 0.5, 0.75, 1.0]  # logged after steps 1..4 of 4
+    # resuming: the cache is read again, and λ continues from the checkpoint's step
+    resumed = MultiTaskTrainer(model=make_model(tasks), args=args_for(tmp_path), train_dataset=data,
+                               processing_class=tokenizer, distillation=config)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-2"))
+    assert (sentiment.calls, ner.calls) == (6, 3) and resumed.distiller.teacher_forwards == 0
+    assert [e[GOLD_WEIGHT_LOG_KEY] for e in resumed.state.log_history if GOLD_WEIGHT_LOG_KEY in e][-2:] == [0.75, 1.0]
     assert trainer.run_record.distillation["schedule"] == "linear"
     assert set(trainer.run_record.distillation["teachers"]) == {"sentiment", "ner"}
 
