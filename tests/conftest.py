@@ -51,6 +51,17 @@ def make_model(tasks, seed: int = 0, **config_kwargs) -> MultiTaskModel:
     return MultiTaskModel(config)
 
 
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory, tokenizer):
+    """A saved tiny random BERT encoder with the MiniLM tokenizer (for recipes, which load an encoder folder)."""
+    from transformers import BertModel
+
+    path = tmp_path_factory.mktemp("tiny_encoder")
+    BertModel(tiny_bert_config()).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 @pytest.fixture
 def tiny_model(three_tasks):
     return make_model(three_tasks)

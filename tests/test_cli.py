@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tiny_bert_config
 from huggingface_hub import ModelCard
-from transformers import BertModel
 
 from hf_mtl.cli import main
 
@@ -43,13 +41,6 @@ def one_line_error(capsys, command: str) -> str:
 
 
 # ---------------------------------------------------------------------------- a tiny recipe
-@pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory, tokenizer):
-    path = tmp_path_factory.mktemp("tiny_encoder")
-    BertModel(tiny_bert_config()).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
 
 def write_recipe(folder: Path, encoder: Path, **changes) -> Path:
     (folder / "s.tsv").write_text("text\tlabel\n" + "".join(

@@ -287,16 +287,6 @@ def write_recipe(folder, encoder, distillation, **training):
     return path
 
 
-@pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory, tokenizer):
-    from transformers import BertModel
-
-    path = tmp_path_factory.mktemp("tiny_encoder")
-    BertModel(tiny_bert_config()).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 def test_the_distillation_block_is_checked_with_key_paths(tmp_path):
     from hf_mtl.recipe import RecipeError, load_recipe
 
