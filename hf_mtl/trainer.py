@@ -7,6 +7,8 @@ What it adds to the plain Trainer, and nothing more:
 - each training batch's head loss (a per-batch mean) goes through the loss balancer (`hf_mtl.balancers`;
   by default the task's static weight), whose parameters, if any, join the optimizer; logs carry each task's
   running loss as `<task>_loss`;
+- with `distillation=DistillationConfig(...)`, tasks with a single-task teacher also learn from its logits,
+  computed once and cached with the prepared data (`hf_mtl.distillation`);
 - `run_record` keeps the facts of the run the model card shows (data sizes, batch mix, sampling strategy,
   loss balancer);
 - `evaluate()` scores every task with its own metrics (`eval_<task>_<metric>`) and adds `eval_average`
@@ -350,8 +352,8 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         return_outputs: bool = False,
         num_items_in_batch: Any = None,
     ):
-        """The batch's head loss (a per-batch mean) through the loss balancer (by default: times its task
-        weight). Evaluation and prediction losses are the head's own (`prediction_step`): the balancer steers
+        """The batch's head loss (a per-batch mean; with a teacher, mixed with the distillation loss:
+        `hf_mtl.distillation`) through the loss balancer (by default: times its task weight). Evaluation and prediction losses are the head's own (`prediction_step`): the balancer steers
         training, it does not change what is measured."""
         inputs = dict(inputs)
         task_name = inputs.pop("task_name", None)

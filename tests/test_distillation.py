@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import NER_LABELS, make_model, raw_datasets, tiny_bert_config
+from conftest import NER_LABELS, make_model, raw_datasets, tiny_bert_config, write_tiny_recipe_files
 from transformers import BertForSequenceClassification, BertForTokenClassification
 
 from hf_mtl import MultiTaskTrainer, MultiTaskTrainingArguments, SequenceClassificationTask, TokenClassificationTask
@@ -264,10 +264,7 @@ def data_without_topic(data):
 def write_recipe(folder, encoder, distillation, **training):
     import yaml
 
-    (folder / "s.tsv").write_text("text\tlabel\n" + "".join(
-        f"{t}\t{y}\n" for t, y in [("a great film", "pos"), ("an awful film", "neg")] * 6), encoding="utf-8")
-    (folder / "n.conll").write_text("-DOCSTART- O\n\n" + "Anna B-PER\nsings O\n\nin O\nOslo B-LOC\n\n" * 6,
-                                    encoding="utf-8")
+    write_tiny_recipe_files(folder)
     recipe = {
         "encoder": str(encoder),
         "output_dir": str(folder / "model"),
