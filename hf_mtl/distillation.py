@@ -109,7 +109,8 @@ class DistillationConfig:
             )
         if self.schedule not in SCHEDULES:
             raise ValueError(f"DistillationConfig.schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}.")
-        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) or not self.temperature > 0:
+        temperature = self.temperature
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
             raise ValueError(f"DistillationConfig.temperature must be a number > 0, got {self.temperature!r}.")
         if self.teacher_weight is not None:
             if self.schedule != "constant":
@@ -231,7 +232,8 @@ class Teacher:
                     "hf_mtl checkpoint (heads are named only there)."
                 )
             names = _label_names(self.config.id2label)
-            architectures = " ".join(getattr(self.config, "architectures", None) or [type(model).__name__ if model is not None else ""])
+            named = getattr(self.config, "architectures", None) or [type(model).__name__ if model is not None else ""]
+            architectures = " ".join(named)
             token_level = "TokenClassification" in architectures
             problem_type = getattr(self.config, "problem_type", None)
         self.label_names = names
@@ -252,7 +254,9 @@ class Teacher:
                 f"is named {self.task.name!r}; name the head ('folder::head' or {{'path': ..., 'task': head}})."
             )
         if self.head not in heads:
-            raise ValueError(f"Task {self.task.name!r}: teacher {self.source!r} has no head {self.head!r}; its heads are {heads}.")
+            raise ValueError(
+                f"Task {self.task.name!r}: teacher {self.source!r} has no head {self.head!r}; its heads are {heads}."
+            )
         return self.head
 
     def _check_kind(self, token_level: bool, problem_type: str | None) -> None:

@@ -157,7 +157,6 @@ def train_teachers(
     with the recipe's training arguments (its epochs or steps, learning rate, batch size, seed), saved with its
     tokenizer and validation scores (`eval_results.json`) in `<output_dir>/teachers/<task>`. Returns task ->
     teacher folder."""
-    from .trainer import MultiTaskTrainer
     from .training_args import MultiTaskTrainingArguments
 
     folders = {}
