@@ -245,6 +245,8 @@ class Teacher:
     def _pick_head(self) -> str:
         heads = list(self.config.task_names)
         if self.head is None:
+            if getattr(self.config, "view_task", None) in heads:  # a single-task view answers for its own head
+                return self.config.view_task
             if self.task.name in heads:
                 return self.task.name
             if len(heads) == 1:

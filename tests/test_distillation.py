@@ -169,6 +169,7 @@ def test_a_head_of_an_hf_mtl_checkpoint_is_a_teacher(tmp_path, tokenizer, three_
     assert Teacher(SENTIMENT, str(folder)).head == "sentiment"  # same name: found without naming it
     with pytest.raises(ValueError, match=r"with heads \['sentiment', 'topic', 'ner'\] and none is named 'polarity'"):
         Teacher(renamed, str(folder))
+    assert Teacher(renamed, source.task_view("sentiment")).head == "sentiment"  # a loaded view: its own head
     inputs = dict(tokenizer(["a fine film"], return_tensors="pt"))
     with torch.no_grad():
         expected = source(**inputs, task_name="sentiment").logits
