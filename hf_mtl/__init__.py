@@ -11,6 +11,7 @@ from .balancers import LossBalancer, StaticWeights, register_loss_balancer
 from .balancers_adaptive import FAMO, DynamicWeightAverage, UncertaintyWeighting
 from .collator import MultiTaskDataCollator
 from .configuration_multitask import MultiTaskConfig
+from .distillation import DistillationConfig
 from .evaluation import MultiTaskPredictionOutput
 from .export import export_onnx
 from .metrics import compute_task_metrics
@@ -59,6 +60,7 @@ if OnnxMultiTaskModel not in _MODEL_BACKENDS:
 register_pipeline()
 
 __all__ = [
+    "DistillationConfig",
     "InvalidInputError",
     "LossBalancer",
     "MultiTaskBatchSampler",

@@ -1,7 +1,8 @@
 """Recipe-driven jobs: what `hf-mtl train`, `evaluate` and `quickstart` do, as library calls returning results.
 
-- `train_recipe(recipe)`: read and check every task's data, build the model from the recipe's encoder,
-  train, evaluate, save the model with its card and training plot, and predict the recipe's `predict:`
+- `train_recipe(recipe)`: read and check every task's data, train the single-task teachers a
+  `distillation: {teachers: train}` block asks for (`train_teachers`), build the model from the recipe's encoder,
+  train (distilling from the teachers), evaluate, save the model with its card and training plot, and predict the recipe's `predict:`
   texts with the saved model; returns a `TrainResult`.
 - `evaluate_recipe(model, recipe, split)`: score a saved model on a split of a recipe's data; returns an
   `EvaluationResult`.
@@ -29,7 +30,7 @@ from typing import Any
 from transformers.utils import logging
 
 from .card import CardSettings
-from .recipe import Recipe, RecipeError
+from .recipe import TRAIN_TEACHERS, Recipe, RecipeError
 
 logger = logging.get_logger(__name__)
 
@@ -121,7 +122,11 @@ def train_recipe(recipe: Recipe, *, progress: Progress | None = None) -> TrainRe
     report = progress or logger.info
     training_args = recipe.training_arguments()  # fails on bad arguments before anything is loaded
     train_data, eval_data = _training_data(recipe, training_args, report)
-    trainer = _build_trainer(recipe, training_args, train_data, eval_data, report)
+    distillation = None
+    if recipe.distillation is not None:
+        trained = train_teachers(recipe, training_args, train_data, eval_data, report)
+        distillation = recipe.distillation_config({**recipe.distillation["teachers"], **trained})
+    trainer = _build_trainer(recipe, training_args, train_data, eval_data, report, distillation)
     trainer.train()
     metrics = trainer.evaluate() if eval_data else {}
     trainer.create_model_card()  # README.md + training_curves.png
@@ -143,6 +148,45 @@ def _training_data(recipe: Recipe, training_args: Any, report: Progress) -> tupl
     return train_data, eval_data
 
 
+def train_teachers(
+    recipe: Recipe,
+    training_args: Any,
+    train_data: Mapping[str, Any],
+    eval_data: Mapping[str, Any],
+    report: Progress,
+) -> dict[str, str]:
+    """Train the single-task teachers the recipe's `distillation.teachers` marks `train`: for each such task a
+    one-head `MultiTaskModel` on the recipe's encoder, trained by `MultiTaskTrainer` on that task's own data
+    with the recipe's training arguments (its epochs or steps, learning rate, batch size, seed), saved with its
+    tokenizer and validation scores (`eval_results.json`) in `<output_dir>/teachers/<task>`. Returns task ->
+    teacher folder."""
+    from .training_args import MultiTaskTrainingArguments
+
+    folders = {}
+    for name, teacher in recipe.distillation["teachers"].items():
+        if teacher != TRAIN_TEACHERS:
+            continue
+        folder = Path(training_args.output_dir) / "teachers" / name
+        report(f"hf-mtl: training the teacher of task {name!r} in {folder}")
+        settings = {**recipe.training, "output_dir": str(folder), "push_to_hub": False}
+        if "task_weights" in settings:
+            settings["task_weights"] = {name: settings["task_weights"].get(name, 1.0)}
+        task_eval = {name: eval_data[name]} if name in eval_data else {}
+        if not task_eval:
+            settings.update(eval_strategy="no", load_best_model_at_end=False)
+        args = MultiTaskTrainingArguments(**settings)
+        entry = next(t for t in recipe.tasks if t.task.name == name)
+        teacher_recipe = replace(recipe, tasks=(entry,), distillation=None)
+        trainer = _build_trainer(teacher_recipe, args, {name: train_data[name]}, task_eval, report)
+        trainer.train()
+        if task_eval:
+            trainer.save_metrics("eval", trainer.evaluate())
+        trainer.save_model()  # with the tokenizer: the student checks it shares the teacher's
+        trainer.accelerator.wait_for_everyone()  # every process reads the saved teacher next
+        folders[name] = str(folder)
+    return folders
+
+
 def _build_trainer(
     recipe: Recipe,
     training_args: Any,
@@ -150,10 +194,12 @@ def _build_trainer(
     eval_data: Mapping[str, Any],
     report: Progress,
     model_init: bool = False,
+    distillation: Any = None,
 ) -> Any:
-    """The encoder with the recipe's heads, its tokenizer, and a `MultiTaskTrainer` whose run record names
-    the recipe's data sources and card settings. `model_init=True`: the trainer gets a function building a
-    fresh model (for `hyperparameter_search`) instead of one model."""
+    """The encoder with the recipe's heads, its tokenizer, and a `MultiTaskTrainer` (distilling from teachers
+    with a `DistillationConfig`) whose run record names the recipe's data sources and card settings.
+    `model_init=True`: the trainer gets a function building a fresh model (for `hyperparameter_search`)
+    instead of one model."""
     from transformers import AutoTokenizer, set_seed
 
     from .modeling_multitask import MultiTaskModel
@@ -178,6 +224,7 @@ def _build_trainer(
         train_dataset=train_data,
         eval_dataset=eval_data or None,
         processing_class=tokenizer,
+        distillation=distillation,
     )
     trainer.run_record.data_sources = data_sources(recipe)
     trainer.run_record.card_settings = card_settings(recipe)
@@ -475,4 +522,5 @@ __all__ = [
     "search_recipe",
     "train_recipe",
     "write_best_recipe",
+    "train_teachers",
 ]

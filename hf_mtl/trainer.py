@@ -9,6 +9,8 @@ What it adds to the plain Trainer, and nothing more:
 - each training batch's head loss (a per-batch mean) goes through the loss balancer (`hf_mtl.balancers`;
   by default the task's static weight), whose parameters, if any, join the optimizer and which hears of
   every optimizer step (`LossBalancer.end_step`); logs carry each task's running loss as `<task>_loss`;
+- with `distillation=DistillationConfig(...)`, tasks with a single-task teacher also learn from its logits,
+  computed once and cached with the prepared data (`hf_mtl.distillation`);
 - `run_record` keeps the facts of the run the model card shows (data sizes, batch mix, sampling strategy,
   loss balancer);
 - `evaluate()` scores every task with its own metrics (`eval_<task>_<metric>`) and adds `eval_average`
@@ -63,6 +65,7 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGH
 
 from .balancers import LossBalancer, loss_balancer_class
 from .collator import MultiTaskDataCollator
+from .distillation import TEACHER_LOGITS_COLUMN, DistillationConfig, Distiller
 from .encoders import load_tokenizer_for
 from .evaluation import (
     PAD,
@@ -153,6 +156,8 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             num_labels)` logits and `(sentences, words)` label ids, one position per word (-100 padding).
             Its keys are reported as `eval_<task>_<key>`, and its first key is the task's headline metric for
             `eval_average`.
+        distillation: a `hf_mtl.distillation.DistillationConfig`: learn the tasks it names from single-task
+            teachers as well as gold labels (born-again distillation with teacher annealing).
         Everything else is passed to `transformers.Trainer`.
     """
 
@@ -166,6 +171,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         processing_class: Any = None,
         model_init: Callable[..., MultiTaskModel] | None = None,
         compute_metrics: Callable[..., dict] | Mapping[str, Callable[..., dict]] | None = None,
+        distillation: DistillationConfig | None = None,
         **kwargs: Any,
     ):
         if args is None:
@@ -205,12 +211,17 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         self.loss_balancer: LossBalancer = self._build_loss_balancer(args)
 
         self.train_datasets = self._prepare(train_dataset, "train", processing_class) if train_dataset is not None else None
+        # teacher logits are computed once, cached with the prepared data (hf_mtl.distillation)
+        self.distiller = Distiller(distillation, self.tasks, processing_class) if distillation is not None else None
+        if self.distiller is not None and self.train_datasets:
+            self.train_datasets = self.distiller.add_teacher_logits(self.train_datasets, args)
         self.eval_datasets = self._prepare(eval_dataset, "eval", processing_class) if eval_dataset is not None else None
         # the facts of this run the model card shows (the sampler, balancer and job layer add theirs)
         self.run_record = RunRecord(
             train_sizes={name: len(ds) for name, ds in (self.train_datasets or {}).items()},
             eval_sizes={name: len(ds) for name, ds in (self.eval_datasets or {}).items()},
             loss_balancer=self.loss_balancer.describe(),
+            distillation=self.distiller.describe() if self.distiller is not None else {},
         )
         if data_collator is None:
             data_collator = MultiTaskDataCollator(processing_class, self.tasks)
@@ -384,17 +395,22 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         return_outputs: bool = False,
         num_items_in_batch: Any = None,
     ):
-        """The batch's head loss (a per-batch mean) through the loss balancer (by default: times its task
-        weight). Evaluation and prediction losses are the head's own (`prediction_step`): the balancer steers
+        """The batch's head loss (a per-batch mean; with a teacher, mixed with the distillation loss:
+        `hf_mtl.distillation`) through the loss balancer (by default: times its task weight). Evaluation and prediction losses are the head's own (`prediction_step`): the balancer steers
         training, it does not change what is measured."""
         inputs = dict(inputs)
         task_name = inputs.pop("task_name", None)
         if task_name is None:
             raise ValueError("Batch without 'task_name': use MultiTaskDataCollator.")
+        teacher_logits = inputs.pop(TEACHER_LOGITS_COLUMN, None)
         outputs = model(**inputs, task_name=task_name)
         loss = outputs.loss
         if loss is None:
             raise ValueError(f"Task {task_name!r}: the batch has no labels, so no loss can be computed.")
+        if teacher_logits is not None and self.distiller is not None and self._weigh_losses:
+            loss = self.distiller.loss(
+                self.task_by_name[task_name], loss, outputs.logits, teacher_logits, inputs, self.state
+            )
         if model.training:
             index = self._task_index[task_name]
             if self._task_loss.device != loss.device:  # accumulate where the loss lives: no per-step sync
@@ -421,6 +437,8 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
                     logs[f"{task.name}_loss"] = round(loss_sum / count, 6)
             self._task_loss.zero_()
             logs.update(self.loss_balancer.log_values())
+            if self.distiller is not None:
+                logs.update(self.distiller.log_values(self.state))
             self._record_loss_balancer()
         super().log(logs, start_time)
 
