@@ -18,6 +18,15 @@ __version__ = "0.1.0"
 
 #: public name -> the module defining it (imported on first access)
 _LAZY_NAMES = {
+    "DistillationConfig": "distillation",
+    "FAMO": "balancers_adaptive",
+    "DynamicWeightAverage": "balancers_adaptive",
+    "UncertaintyWeighting": "balancers_adaptive",
+    "AnnealedBatchSampler": "sampling",
+    "SearchSpace": "search",
+    "apply_best_run": "search",
+    "default_search_space": "search",
+    "worst_task_objective": "search",
     "InvalidInputError": "pipeline",
     "LossBalancer": "balancers",
     "MultiTaskBatchSampler": "sampling",
@@ -53,8 +62,10 @@ _LAZY_NAMES = {
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
     from .balancers import LossBalancer, StaticWeights, register_loss_balancer
+    from .balancers_adaptive import FAMO, DynamicWeightAverage, UncertaintyWeighting
     from .collator import MultiTaskDataCollator
     from .configuration_multitask import MultiTaskConfig
+    from .distillation import DistillationConfig
     from .evaluation import MultiTaskPredictionOutput
     from .export import export_onnx
     from .metrics import compute_task_metrics
@@ -68,7 +79,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
     )
     from .pipeline import InvalidInputError, MultiTaskPipeline, register_pipeline
     from .preprocessing import prepare_dataset, prepare_datasets
-    from .sampling import MultiTaskBatchSampler, MultiTaskDataset, register_sampling_strategy
+    from .sampling import AnnealedBatchSampler, MultiTaskBatchSampler, MultiTaskDataset, register_sampling_strategy
+    from .search import SearchSpace, apply_best_run, default_search_space, worst_task_objective
     from .tasks import (
         SequenceClassificationTask,
         Task,
@@ -106,6 +118,7 @@ def __dir__() -> list[str]:
 _registration.install()
 
 __all__ = [
+    "DistillationConfig",
     "InvalidInputError",
     "LossBalancer",
     "MultiTaskBatchSampler",
@@ -123,11 +136,18 @@ __all__ = [
     "MultiTaskTrainingArguments",
     "SequenceClassificationTask",
     "StaticWeights",
+    "UncertaintyWeighting",
+    "DynamicWeightAverage",
+    "FAMO",
+    "AnnealedBatchSampler",
     "Task",
+    "SearchSpace",
     "TaskModelOutput",
     "TokenClassificationTask",
     "WordLevelTask",
+    "apply_best_run",
     "compute_task_metrics",
+    "default_search_space",
     "export_onnx",
     "prepare_dataset",
     "prepare_datasets",
@@ -136,4 +156,5 @@ __all__ = [
     "register_task_kind",
     "task_from_config",
     "tasks_from_config",
+    "worst_task_objective",
 ]

@@ -127,7 +127,7 @@ def test_one_tokenizer_lookup_finds_an_embedded_encoder_offline(tmp_path, three_
 #: only each other
 TORCH_FREE = {
     "__init__", "__main__", "cli", "commands", "registration", "runtime", "inference", "postprocessing",
-    "task_types", "encoders", "export",
+    "task_types", "encoders", "export", "search",
 }
 HEAVY = ("torch", "transformers", "datasets", "accelerate")
 
