@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{key}: median {float(np.median(values)):.2f} s over {len(values)} runs (process wall)")
     payload = {"benchmark": "onnx_cold_start", "command": "python benchmarks/onnx_cold_start.py " + " ".join(sys.argv[1:]),
                "config": vars(args), "machine": machine_info(), "load_average": load_average(), "results": rows,
-               "runs": runs, "help_s": help_runs, "startup_s": startup_runs, "load_average_end": load_average(),
+               "runs": runs, "help_s": help_runs, "startup_s": startup_runs,
                "table": text}
     return finish("onnx_cold_start", payload, args.out)
 
