@@ -126,7 +126,7 @@ def train_recipe(recipe: Recipe, *, progress: Progress | None = None) -> TrainRe
     if recipe.distillation is not None:
         trained = train_teachers(recipe, training_args, train_data, eval_data, report)
         distillation = recipe.distillation_config({**recipe.distillation["teachers"], **trained})
-    trainer = _build_trainer(recipe, training_args, train_data, eval_data, report, distillation)
+    trainer = _build_trainer(recipe, training_args, train_data, eval_data, report, distillation=distillation)
     trainer.train()
     metrics = trainer.evaluate() if eval_data else {}
     trainer.create_model_card()  # README.md + training_curves.png
