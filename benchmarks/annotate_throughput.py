@@ -8,7 +8,7 @@ fresh process:
 - `1 process`  : `python -m hf_mtl annotate ...` with `OMP_NUM_THREADS=<cores>` (torch uses every core);
 - `2 processes`: `torchrun --nproc_per_node 2 -m hf_mtl annotate ...` (torchrun gives each process 1 thread).
 
-rows/s is rows / the slowest process's time inside `annotate()` (model loading, reading, annotating, writing
+rows/s is rows / the slowest process's time inside `annotate_dataset()` (model loading, reading, annotating, writing
 parts; process 0 also the final merge); `wall s` is the whole command, Python start-up and imports included.
 Settings run in `--repeats` rounds (alternating order); the table gives each setting's best round and the
 ratio is the median of the per-round ratios.

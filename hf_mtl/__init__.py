@@ -7,6 +7,7 @@ modeling code for environments without hf_mtl.
 
 from transformers import AutoConfig, AutoModel
 
+from .annotate import annotate_dataset
 from .balancers import LossBalancer, StaticWeights, register_loss_balancer
 from .collator import MultiTaskDataCollator
 from .configuration_multitask import MultiTaskConfig
@@ -78,6 +79,7 @@ __all__ = [
     "TaskModelOutput",
     "TokenClassificationTask",
     "WordLevelTask",
+    "annotate_dataset",
     "compute_task_metrics",
     "export_onnx",
     "prepare_dataset",

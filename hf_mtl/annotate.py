@@ -1,6 +1,6 @@
 """Bulk annotation: every head of a multi-task model run over a whole dataset, written as Parquet or JSON lines.
 
-    annotate("out/model", "reviews.jsonl", "reviews.annotated.parquet", text_column="body")
+    annotate_dataset("out/model", "reviews.jsonl", "reviews.annotated.parquet", text_column="body")
 
 The input is a JSONL, CSV/TSV or Parquet file, a folder of such files, a dataset folder written by
 `datasets.Dataset.save_to_disk`, or a Hub dataset id (one `split`). The output holds the input's columns plus,
@@ -385,7 +385,7 @@ def _write_part(
     return table.num_rows
 
 
-def annotate(
+def annotate_dataset(
     model: Any,
     input: str | os.PathLike,
     output: str | os.PathLike,
@@ -511,7 +511,7 @@ __all__ = [
     "AnnotateResult",
     "AnnotationColumns",
     "DEFAULT_ROWS_PER_PART",
-    "annotate",
+    "annotate_dataset",
     "annotation_columns",
     "open_input",
     "parts_dir",

@@ -1,4 +1,4 @@
-"""`hf-mtl annotate` / `hf_mtl.annotate.annotate`: every head over a whole input, written as Parquet or JSONL.
+"""`hf-mtl annotate` / `hf_mtl.annotate_dataset`: every head over a whole input, written as Parquet or JSONL.
 
 The annotations are checked against `pipeline("multitask")` on the same texts; inputs in each format give the
 same output; an interrupted run (SIGKILL while a part is being written) resumes to the uninterrupted output;
@@ -21,7 +21,7 @@ from datasets import Dataset, DatasetDict
 from transformers import AutoTokenizer, pipeline
 
 from hf_mtl import SequenceClassificationTask, TokenClassificationTask
-from hf_mtl.annotate import annotate, parts_dir
+from hf_mtl.annotate import annotate_dataset, parts_dir
 from hf_mtl.cli import main
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -69,7 +69,7 @@ def jsonl_input(tmp_path_factory, rows):
 def reference(model_dir, jsonl_input, tmp_path_factory):
     """One uninterrupted single-process run (Parquet out) and the pipeline's own results."""
     out = tmp_path_factory.mktemp("annotate_ref") / "out.parquet"
-    result = annotate(model_dir, jsonl_input, out, rows_per_part=ROWS_PER_PART, batch_size=4, progress=False)
+    result = annotate_dataset(model_dir, jsonl_input, out, rows_per_part=ROWS_PER_PART, batch_size=4, progress=False)
     predictions = pipeline("multitask", model=model_dir)(texts())
     return out, result, predictions
 
@@ -144,14 +144,14 @@ def test_every_input_format_gives_the_same_output(reference, rows, model_dir, tm
     DatasetDict({"train": Dataset.from_dict({"text": ["x"]}), "test": Dataset.from_dict(rows)}).save_to_disk(saved)
     for source, split in ((csv, "train"), (tsv, "train"), (folder, "train"), (saved, "test")):
         out = tmp_path / f"{source.name}.parquet"
-        annotate(model_dir, source, out, split=split, rows_per_part=16, batch_size=8, progress=False)
+        annotate_dataset(model_dir, source, out, split=split, rows_per_part=16, batch_size=8, progress=False)
         assert_same_rows(annotations(out), expected)
     # JSON lines out: the same records
     out = tmp_path / "out.jsonl"
-    annotate(model_dir, folder, out, rows_per_part=16, progress=False)
+    annotate_dataset(model_dir, folder, out, rows_per_part=16, progress=False)
     assert_same_rows(annotations(out), expected)
     with pytest.raises(KeyError, match="no split 'validation'.*'test', 'train'"):
-        annotate(model_dir, saved, tmp_path / "v.parquet", split="validation", progress=False)
+        annotate_dataset(model_dir, saved, tmp_path / "v.parquet", split="validation", progress=False)
 
 
 def test_text_pairs_and_selected_tasks(model_dir, tmp_path):
@@ -159,7 +159,7 @@ def test_text_pairs_and_selected_tasks(model_dir, tmp_path):
     pairs = [{"premise": t, "hypothesis": t[::-1]} for t in texts(10)]
     data.write_text("".join(json.dumps(p) + "\n" for p in pairs), encoding="utf-8")
     out = tmp_path / "out.parquet"
-    annotate(model_dir, data, out, text_column="premise", text_pair_column="hypothesis", tasks="sentiment,stars",
+    annotate_dataset(model_dir, data, out, text_column="premise", text_pair_column="hypothesis", tasks="sentiment,stars",
              progress=False)
     got = pq.read_table(out)
     assert got.column_names == ["premise", "hypothesis", "sentiment_label", "sentiment_score", "stars_value"]
@@ -172,17 +172,17 @@ def test_bad_inputs_are_named(model_dir, tmp_path):
     data = tmp_path / "bad.jsonl"
     data.write_text('{"text": "fine"}\n{"text": null}\n{"text": "also fine"}\n', encoding="utf-8")
     with pytest.raises(KeyError, match="no column 'body'.*\\['text'\\]"):
-        annotate(model_dir, data, tmp_path / "a.parquet", text_column="body", progress=False)
+        annotate_dataset(model_dir, data, tmp_path / "a.parquet", text_column="body", progress=False)
     with pytest.raises(ValueError, match="row 1, column 'text': expected a string, got no value"):
-        annotate(model_dir, data, tmp_path / "b.parquet", tasks="ner", progress=False)
+        annotate_dataset(model_dir, data, tmp_path / "b.parquet", tasks="ner", progress=False)
     clash = tmp_path / "clash.jsonl"
     clash.write_text('{"text": "fine", "sentiment_label": "x"}\n', encoding="utf-8")
     with pytest.raises(ValueError, match="already has a column 'sentiment_label'"):
-        annotate(model_dir, clash, tmp_path / "c.parquet", progress=False)
+        annotate_dataset(model_dir, clash, tmp_path / "c.parquet", progress=False)
     # parts of a run with other settings are not mixed in
-    annotate(model_dir, clash, tmp_path / "d.parquet", tasks="ner", keep_parts=True, progress=False)
+    annotate_dataset(model_dir, clash, tmp_path / "d.parquet", tasks="ner", keep_parts=True, progress=False)
     with pytest.raises(ValueError, match="other settings.*tasks: \\['ner'\\] then, \\['stars'\\] now"):
-        annotate(model_dir, clash, tmp_path / "d.parquet", tasks="stars", progress=False)
+        annotate_dataset(model_dir, clash, tmp_path / "d.parquet", tasks="stars", progress=False)
     assert main(["annotate", model_dir, str(tmp_path / "missing.jsonl"), str(tmp_path / "e.parquet")]) == 2
 
 
@@ -209,7 +209,7 @@ def test_two_processes_under_torchrun_give_the_same_output(reference, model_dir,
     input is counted), process 0 concatenates after a gloo barrier. A part left by an earlier run is kept."""
     out = tmp_path / "out.parquet"
     parts = parts_dir(out)
-    annotate(model_dir, jsonl_input, tmp_path / "first.parquet", rows_per_part=ROWS_PER_PART, progress=False,
+    annotate_dataset(model_dir, jsonl_input, tmp_path / "first.parquet", rows_per_part=ROWS_PER_PART, progress=False,
              keep_parts=True)
     parts.mkdir()
     for name in ("manifest.json", "part-000005.parquet"):  # a part of process 1's share, from an earlier run
@@ -236,7 +236,7 @@ def test_an_onnx_export_folder_is_run_on_onnx_runtime(model_dir, jsonl_input, re
     export = tmp_path / "onnx"
     export_onnx(model_dir, export)
     out = tmp_path / "out.parquet"
-    result = annotate(str(export), jsonl_input, out, rows_per_part=16, progress=False)
+    result = annotate_dataset(str(export), jsonl_input, out, rows_per_part=16, progress=False)
     assert type(result).__name__ == "AnnotateResult"
     got, expected = annotations(out), annotations(reference[0])
     assert [r["sentiment_label"] for r in got] == [r["sentiment_label"] for r in expected]

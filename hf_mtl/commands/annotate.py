@@ -44,13 +44,13 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..annotate import DEFAULT_ROWS_PER_PART, annotate
+    from ..annotate import DEFAULT_ROWS_PER_PART, annotate_dataset
 
     for name in ("batch_size", "rows_per_part"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {value}.")
-    result = annotate(
+    result = annotate_dataset(
         args.model, args.input, args.output,
         text_column=args.text_column, text_pair_column=args.text_pair_column, tasks=args.tasks,
         batch_size=args.batch_size, split=args.split, output_format=args.output_format,
