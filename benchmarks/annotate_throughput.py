@@ -38,6 +38,8 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# inherited by the measured commands: 2-thread torch must not spin on a shared CPU (see benchmarks/README.md)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import finish, load_average, machine_info, setup_run, table  # noqa: E402

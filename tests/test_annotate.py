@@ -168,7 +168,7 @@ def test_text_pairs_and_selected_tasks(model_dir, tmp_path):
     assert got.column("sentiment_label").to_pylist() == [e["sentiment"]["label"] for e in expected]
 
 
-def test_bad_inputs_are_named(model_dir, tmp_path):
+def test_bad_inputs_are_named(model_dir, tmp_path, capsys):
     data = tmp_path / "bad.jsonl"
     data.write_text('{"text": "fine"}\n{"text": null}\n{"text": "also fine"}\n', encoding="utf-8")
     with pytest.raises(KeyError, match="no column 'body'.*\\['text'\\]"):
@@ -184,6 +184,7 @@ def test_bad_inputs_are_named(model_dir, tmp_path):
     with pytest.raises(ValueError, match="other settings.*tasks: \\['ner'\\] then, \\['stars'\\] now"):
         annotate_dataset(model_dir, clash, tmp_path / "d.parquet", tasks="stars", progress=False)
     assert main(["annotate", model_dir, str(tmp_path / "missing.jsonl"), str(tmp_path / "e.parquet")]) == 2
+    assert "missing.jsonl: no such file or folder" in capsys.readouterr().err
 
 
 def test_resume_after_a_kill_gives_the_uninterrupted_output(reference, model_dir, jsonl_input, tmp_path, capsys):
