@@ -209,8 +209,8 @@ def open_input(input: str | os.PathLike, split: str = "train") -> RowSource:
             raise ValueError(f"{path}: cannot tell the input format; expected a file ending in {', '.join(sorted(FILE_FORMATS))}.")
         dataset = datasets.load_dataset(builder, data_files=[str(path)], split="train", streaming=True, **options)
         return RowSource(str(path), _local_parquet_rows([path]), _streamed(dataset))
-    # a missing path, not a Hub id ("name" or "user/name")
-    if path.suffix.lower() in FILE_FORMATS or (os.sep in os.fspath(input) and not re.fullmatch(r"[\w.-]+/[\w.-]+", os.fspath(input))):
+    hub_id = re.fullmatch(r"[\w.-]+(/[\w.-]+)?", os.fspath(input)) is not None  # "name" or "user/name"
+    if not path.exists() and (path.suffix.lower() in FILE_FORMATS or not hub_id):
         raise FileNotFoundError(f"{input}: no such file or folder (and not a Hub dataset id such as 'user/name').")
     builder = datasets.load_dataset_builder(os.fspath(input))
     data_files = builder.config.data_files
