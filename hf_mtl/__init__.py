@@ -7,6 +7,7 @@ modeling code for environments without hf_mtl.
 
 from transformers import AutoConfig, AutoModel
 
+from .annotate import annotate_dataset
 from .balancers import LossBalancer, StaticWeights, register_loss_balancer
 from .balancers_adaptive import FAMO, DynamicWeightAverage, UncertaintyWeighting
 from .collator import MultiTaskDataCollator
@@ -87,6 +88,7 @@ __all__ = [
     "TaskModelOutput",
     "TokenClassificationTask",
     "WordLevelTask",
+    "annotate_dataset",
     "apply_best_run",
     "compute_task_metrics",
     "default_search_space",

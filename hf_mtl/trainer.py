@@ -516,6 +516,13 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
     def _check_distributed_launch(self) -> None:
         """Fail when a launcher started several processes that do not form one training group (each would
         train and save its own model; on CPU this is what happens without `use_cpu=True`)."""
+        if self.args.fsdp and not self.is_fsdp_enabled:
+            # accelerate enables FSDP for GPU-like devices only: on CPU it silently drops the plugin
+            logger.warning(
+                f"fsdp={self.args.fsdp!r} was requested but accelerate did not enable FSDP (distributed type "
+                f"{self.accelerator.state.distributed_type}; it does so on GPUs and similar devices only, not on CPU): "
+                "training runs without sharding, as plain DDP (or one process). See docs/distributed.md."
+            )
         try:
             launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
         except ValueError:

@@ -128,3 +128,17 @@ def test_predict_throughput_runs_the_onnx_runtime_settings(tiny_encoder, tmp_pat
         "--out", str(tmp_path / "c.json"),
     ])
     assert [row["case"] for row in cold["results"]] == ["PyTorch checkpoint", "ONNX model.int8.onnx"]
+
+
+def test_annotate_throughput_runs(tiny_encoder, tmp_path):
+    from benchmarks import annotate_throughput
+
+    out = tmp_path / "annotate.json"
+    payload = annotate_throughput.main([
+        "--data-dir", DATA_DIR, "--model", tiny_encoder, "--n-texts", "12", "--rows-per-part", "4", "--repeats", "1",
+        "--memory-rows", "0", "--out", str(out),
+    ])
+    best = payload["results"]["best"]
+    assert best["1"]["rows"] == 12 and best["2"]["rows"] == 12 and len(best["2"]["per_process_s"]) == 2
+    assert payload["results"]["outputs_equal"]
+    assert json.loads(out.read_text())["benchmark"] == "annotate_throughput"
