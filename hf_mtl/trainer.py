@@ -74,6 +74,15 @@ from .modeling_multitask import MultiTaskModel
 from .preprocessing import EXAMPLE_INDEX_COLUMN, WORD_INDEX_COLUMN, effective_max_length, prepare_datasets
 from .run_record import RunRecord
 from .sampling import MultiTaskBatchSampler, MultiTaskDataset, RunLength, sampling_strategy
+from .streaming import (
+    StreamingTrainData,
+    build_stream,
+    is_streaming,
+    load_stream_state,
+    prepare_stream,
+    save_stream_state,
+    stream_num_rows,
+)
 from .tasks import Task, tasks_from_config
 from .training_args import MultiTaskTrainingArguments
 
@@ -143,6 +152,9 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             num_labels)` logits and `(sentences, words)` label ids, one position per word (-100 padding).
             Its keys are reported as `eval_<task>_<key>`, and its first key is the task's headline metric for
             `eval_average`.
+        task_sizes: rows of streaming training tasks (`datasets.IterableDataset` values of `train_dataset`)
+            whose dataset info does not record them, for strategies that weigh tasks by size
+            (`hf_mtl.streaming`; a run with a streaming task needs `max_steps`).
         Everything else is passed to `transformers.Trainer`.
     """
 
@@ -155,6 +167,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         eval_dataset: Mapping[str, Dataset] | None = None,
         processing_class: Any = None,
         compute_metrics: Callable[..., dict] | Mapping[str, Callable[..., dict]] | None = None,
+        task_sizes: Mapping[str, int] | None = None,
         **kwargs: Any,
     ):
         if model is None:
@@ -190,11 +203,16 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             [t.name for t in self.tasks], args
         )
 
+        # this process and the number of processes: under DDP each process reads its own shard of a stream
+        self._process = (args.process_index, args.world_size)
         self.train_datasets = self._prepare(train_dataset, "train", processing_class) if train_dataset is not None else None
         self.eval_datasets = self._prepare(eval_dataset, "eval", processing_class) if eval_dataset is not None else None
+        # rows per training task (None: a stream of unknown size)
+        self.train_task_sizes = self._train_task_sizes(train_dataset, task_sizes, args)
+        streaming = any(is_streaming(d) for d in (self.train_datasets or {}).values())
         # the facts of this run the model card shows (the sampler, balancer and job layer add theirs)
         self.run_record = RunRecord(
-            train_sizes={name: len(ds) for name, ds in (self.train_datasets or {}).items()},
+            train_sizes={name: n for name, n in self.train_task_sizes.items() if n is not None},
             eval_sizes={name: len(ds) for name, ds in (self.eval_datasets or {}).items()},
             loss_balancer=self.loss_balancer.describe(),
         )
@@ -207,7 +225,11 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             model=model,
             args=args,
             data_collator=data_collator,
-            train_dataset=MultiTaskDataset(self.train_datasets) if self.train_datasets else None,
+            train_dataset=(
+                (StreamingTrainData(self.train_datasets) if streaming else MultiTaskDataset(self.train_datasets))
+                if self.train_datasets
+                else None
+            ),
             eval_dataset=self.eval_datasets,
             processing_class=processing_class,
             **kwargs,
@@ -219,6 +241,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         # tasks whose head ran on this process since the last optimizer step (see `_drop_unused_head_grads`)
         self._heads_used = torch.zeros(len(self.tasks), dtype=torch.float32)
         self._train_batch_sampler: MultiTaskBatchSampler | None = None
+        self._train_stream = None  # the `MultiTaskStream` of a run with streaming tasks
         self._resume_state: dict[str, Any] | None = None
         self._resume_checkpoint: str | None = None
         # False while `prediction_step` runs: evaluation reports the heads' own losses
@@ -267,6 +290,27 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             if missing:
                 logger.warning(f"No training data for task(s) {missing}: their heads will not be trained.")
         ordered = {t.name: datasets[t.name] for t in self.tasks if t.name in datasets}
+        streams = [name for name, d in ordered.items() if is_streaming(d)]
+        if streams:
+            if split != "train":
+                raise ValueError(
+                    f"The {split} data of task(s) {streams} is a stream (datasets.IterableDataset); only training "
+                    "data can stream. Evaluate on a map-style Dataset (e.g. load_dataset(..., streaming=False))."
+                )
+            mapped = prepare_datasets(
+                {n: d for n, d in ordered.items() if n not in streams}, self.tasks, tokenizer, split="train",
+                max_length=self.tokenizer_max_length,
+            )
+            rank, world_size = self._process
+            return {
+                name: prepare_stream(
+                    self.task_by_name[name], d, tokenizer, split="train", max_length=self.tokenizer_max_length,
+                    rank=rank, world_size=world_size,
+                )
+                if name in streams
+                else mapped[name]
+                for name, d in ordered.items()
+            }
         return prepare_datasets(
             ordered,
             self.tasks,
@@ -275,6 +319,27 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             max_length=self.tokenizer_max_length,
             require_labels=require_labels,
         )
+
+    def _train_task_sizes(
+        self, raw: Mapping[str, Any] | None, given: Mapping[str, int] | None, args: TrainingArguments
+    ) -> dict[str, int | None]:
+        """Rows per training task (`task_sizes` or the stream's info for streams); a streaming run needs
+        `max_steps`, since its epochs have no known length."""
+        given = dict(given or {})
+        self._check_keys(given, "task_sizes")
+        sizes = {}
+        for name, dataset in (self.train_datasets or {}).items():
+            if is_streaming(dataset):
+                sizes[name] = stream_num_rows(raw[name], given.get(name))
+            else:
+                sizes[name] = len(dataset)
+        streams = [name for name, d in (self.train_datasets or {}).items() if is_streaming(d)]
+        if streams and not (args.max_steps and args.max_steps > 0):
+            raise ValueError(
+                f"The training data of task(s) {streams} streams (datasets.IterableDataset), so an epoch has no known "
+                "length: set max_steps (TrainingArguments / a recipe's training.max_steps) to say how long to train."
+            )
+        return sizes
 
     def make_batch_sampler(self, dataset: MultiTaskDataset) -> MultiTaskBatchSampler:
         """The training batch sampler of the arguments' `task_sampling_strategy` (exposed for inspection and
@@ -308,12 +373,49 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         batches across processes)."""
         if self.train_dataset is None:
             raise ValueError("MultiTaskTrainer: training requires a train_dataset.")
+        if isinstance(self.train_dataset, StreamingTrainData):
+            return self._get_stream_dataloader()
         sampler = self.make_batch_sampler(self.train_dataset)
         self._train_batch_sampler = sampler
         self.run_record.batch_shares = dict(zip(sampler.task_names, (float(p) for p in sampler.probabilities())))
         self.run_record.sampling = sampler.describe()
         loader = DataLoader(self.train_dataset, batch_sampler=sampler, **self._loader_params())
         return self.accelerator.prepare(loader)
+
+    def _get_stream_dataloader(self) -> DataLoader:
+        """A run with streaming tasks: one-task batches from `MultiTaskStream` (`hf_mtl.streaming`). Every
+        process reads its own shard and the same task order, so the loader is not sharded by accelerate."""
+        args = self.args
+        if args.dataloader_num_workers:
+            raise ValueError(
+                f"dataloader_num_workers={args.dataloader_num_workers}: a run with streaming tasks reads its streams in "
+                "the training process (their position is saved in checkpoints); set dataloader_num_workers=0."
+            )
+        strategy = sampling_strategy(args.task_sampling_strategy)
+        stream = build_stream(
+            self.train_dataset.datasets,
+            strategy,
+            self._train_batch_size,
+            sizes=self.train_task_sizes,
+            seed=args.data_seed if args.data_seed is not None else args.seed,
+            buffer_size=args.stream_buffer_size,
+            group_by_length=bool(args.group_by_length) or args.train_sampling_strategy == "group_by_length",
+            drop_last=args.dataloader_drop_last,
+            max_examples_per_task=args.max_examples_per_task,
+            strategy_kwargs=strategy.strategy_kwargs(args),
+        )
+        self._train_stream = stream
+        self._train_batch_sampler = stream.order
+        self.run_record.batch_shares = dict(zip(stream.order.task_names, (float(p) for p in stream.order.probabilities())))
+        self.run_record.sampling = stream.order.describe()
+        params = {**self._loader_params(), "batch_size": None}  # the stream yields whole batches
+        return DataLoader(stream, **params)
+
+    def _init_training_state(self, *args: Any, **kwargs: Any) -> tuple[int, int]:
+        """`Trainer._init_training_state`; a resumed streaming run restores its streams' position from the
+        checkpoint instead of re-reading and skipping the batches already trained."""
+        epochs_trained, steps_trained = super()._init_training_state(*args, **kwargs)
+        return epochs_trained, 0 if self._train_stream is not None else steps_trained
 
     @staticmethod
     def _eval_sampler(dataset: Dataset) -> _SortedIndexSampler:
@@ -534,9 +636,12 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         """Adds `multitask_state.json` (and the loss balancer's tensors, if it has any) to the checkpoint,
         before the Trainer's files: `trainer_state.json`, written last, marks a complete checkpoint."""
         state = self._multitask_state()
+        folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        output_dir = os.path.join(self._get_output_dir(trial=trial), folder)
+        if self._train_stream is not None:  # every process: each reads its own shard
+            trained = self.state.global_step * self.args.gradient_accumulation_steps
+            save_stream_state(self._train_stream, output_dir, self.args.process_index, trained)
         if self.args.should_save:
-            folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            output_dir = os.path.join(self._get_output_dir(trial=trial), folder)
             os.makedirs(output_dir, exist_ok=True)
             with open(os.path.join(output_dir, MULTITASK_STATE_NAME), "w", encoding="utf-8") as handle:
                 json.dump(state, handle, indent=2)
@@ -627,6 +732,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         checkpoint, self._resume_checkpoint = self._resume_checkpoint, None
         if checkpoint is not None:
             self._restore_loss_balancer(checkpoint)
+            self._restore_stream(checkpoint)
         if state is None:
             return
         saved = state.get("sampler")
@@ -662,6 +768,25 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         if isinstance(tr_loss, torch.Tensor) and "loss_since_log" in state:
             tr_loss += float(state["loss_since_log"])
             self._globalstep_last_logged = min(int(state["last_logged_step"]), self.state.global_step)
+
+    def _restore_stream(self, checkpoint: str) -> None:
+        """A resumed streaming run continues every task's stream where the checkpoint left it."""
+        if self._train_stream is None:
+            return
+        saved = load_stream_state(checkpoint, self.args.process_index)
+        if saved is None:
+            message = (
+                f"{checkpoint} holds no stream position for process {self.args.process_index} (written by a run "
+                "without streaming tasks, or by fewer processes)"
+            )
+            if not self.args.ignore_data_skip:
+                raise ValueError(
+                    message + ", so the streams cannot continue where they were. Resume with the same data and "
+                    "number of processes, or pass ignore_data_skip=True to start the streams from their beginning."
+                )
+            logger.warning(message + ": the streams start from their beginning.")
+            return
+        self._train_stream.load_state_dict(saved)
 
     def _check_resumed_loss_balancer(self, checkpoint: str, state: Mapping[str, Any]) -> None:
         """A run resumes with the checkpoint's balancer (checkpoints of hf_mtl 0.1 had only static weights):
