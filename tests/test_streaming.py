@@ -7,6 +7,7 @@ import copy
 import json
 import os
 import shutil
+import sys
 from collections import Counter
 
 import numpy as np
@@ -200,3 +201,31 @@ def test_recipe_streaming_sources(tmp_path):
     bad["tasks"][1]["data"]["streaming"] = False
     with pytest.raises(RecipeError, match=r"tasks\[1\]\.data\.num_rows: only applies with `streaming: true`"):
         parse_recipe(bad, base_dir=tmp_path)
+
+
+# ---------------------------------------------------------------------------- DDP
+@pytest.mark.slow
+def test_ddp_ranks_read_their_own_shards_and_agree_on_the_task(tmp_path):
+    """2 CPU processes: every step both ranks train the same task on different rows (their own shards); a run
+    resumed from a checkpoint continues every rank's streams where they were."""
+    from test_distributed import free_port
+
+    from conftest import run_isolated
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    script = os.path.join(os.path.dirname(__file__), "scripts", "ddp_stream.py")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(free_port()), script, str(tmp_path)]
+    result = run_isolated(command, env, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert all(r["world_size"] == 2 for r in ranks)
+    full0, full1 = ranks[0]["full"], ranks[1]["full"]
+    assert [s[:2] for s in full0] == [s[:2] for s in full1]  # same step, same task on both ranks
+    assert len(full0) == 6 and {task for _, task, _ in full0} == {"sentiment", "topics", "ner"}
+    for (_, task, rows0), (_, _, rows1) in zip(full0, full1):
+        if task == "sentiment":  # two shards, one per rank: the ranks never see the same sentence
+            assert not {tuple(r) for r in rows0} & {tuple(r) for r in rows1}
+    for rank in ranks:
+        assert rank["resumed"] == rank["full"][3:]  # each rank continues its own streams
+    assert ranks[0]["weights_sum"] == pytest.approx(ranks[1]["weights_sum"], rel=0, abs=0)
