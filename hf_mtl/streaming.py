@@ -323,9 +323,12 @@ def build_stream(
     drop_last: bool,
     max_examples_per_task: int | None,
     strategy_kwargs: Mapping[str, Any],
+    rank: int = 0,
+    world_size: int = 1,
 ) -> MultiTaskStream:
-    """The training stream of a run in which some task streams (`datasets`: prepared, this process's share).
+    """The training stream of this process (`rank` of `world_size`) in a run in which some task streams.
 
+    `datasets`: the prepared tasks (streams already this process's shard; map-style tasks are split here).
     `sizes`: each task's number of rows (None where unknown), for the strategy's probabilities."""
     names = list(datasets)
     unknown = [n for n in names if sizes.get(n) is None]
@@ -341,7 +344,7 @@ def build_stream(
         order_sizes, batch_size, max_examples_per_task=max_examples_per_task, drop_last=drop_last, seed=seed,
         task_names=names, **dict(strategy_kwargs),
     )
-    mapped = {n: d for n, d in datasets.items() if not is_streaming(d)}
+    mapped = {n: shard_map_dataset(d, rank, world_size) for n, d in datasets.items() if not is_streaming(d)}
     sources: dict[str, StreamTaskBatches | MapTaskBatches] = {}
     if mapped:
         view = MultiTaskDataset(mapped)
@@ -360,12 +363,12 @@ def build_stream(
     return MultiTaskStream(sources, order)
 
 
-def save_stream_state(stream: MultiTaskStream, folder: str, rank: int, drawn: int | None = None) -> None:
+def save_stream_state(stream: MultiTaskStream, folder: str, rank: int, world_size: int, drawn: int | None = None) -> None:
     """This process's stream state after `drawn` batches into a checkpoint folder."""
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, STREAM_STATE_NAME.format(rank=rank))
     with open(path, "w", encoding="utf-8") as handle:
-        json.dump(stream.state_dict(drawn), handle)
+        json.dump({**stream.state_dict(drawn), "world_size": world_size}, handle)
 
 
 def load_stream_state(folder: str, rank: int) -> dict[str, Any] | None:

@@ -403,12 +403,16 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             drop_last=args.dataloader_drop_last,
             max_examples_per_task=args.max_examples_per_task,
             strategy_kwargs=strategy.strategy_kwargs(args),
+            rank=args.process_index,
+            world_size=args.world_size,
         )
         self._train_stream = stream
         self._train_batch_sampler = stream.order
         self.run_record.batch_shares = dict(zip(stream.order.task_names, (float(p) for p in stream.order.probabilities())))
         self.run_record.sampling = stream.order.describe()
-        params = {**self._loader_params(), "batch_size": None}  # the stream yields whole batches
+        # the stream yields whole batches; its own generator keeps `iter(loader)` from drawing from the global
+        # RNG, which a resumed run restores before it (so dropout continues as in the uninterrupted run)
+        params = {**self._loader_params(), "batch_size": None, "generator": torch.Generator().manual_seed(args.seed)}
         return DataLoader(stream, **params)
 
     def _init_training_state(self, *args: Any, **kwargs: Any) -> tuple[int, int]:
@@ -640,7 +644,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         output_dir = os.path.join(self._get_output_dir(trial=trial), folder)
         if self._train_stream is not None:  # every process: each reads its own shard
             trained = self.state.global_step * self.args.gradient_accumulation_steps
-            save_stream_state(self._train_stream, output_dir, self.args.process_index, trained)
+            save_stream_state(self._train_stream, output_dir, self.args.process_index, self.args.world_size, trained)
         if self.args.should_save:
             os.makedirs(output_dir, exist_ok=True)
             with open(os.path.join(output_dir, MULTITASK_STATE_NAME), "w", encoding="utf-8") as handle:
@@ -774,10 +778,11 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         if self._train_stream is None:
             return
         saved = load_stream_state(checkpoint, self.args.process_index)
-        if saved is None:
+        if saved is None or saved.get("world_size", self.args.world_size) != self.args.world_size:
             message = (
-                f"{checkpoint} holds no stream position for process {self.args.process_index} (written by a run "
-                "without streaming tasks, or by fewer processes)"
+                f"{checkpoint} holds no stream position for process {self.args.process_index} of "
+                f"{self.args.world_size} (written by a run without streaming tasks, or by another number of "
+                "processes, whose shards differ)"
             )
             if not self.args.ignore_data_skip:
                 raise ValueError(
