@@ -49,7 +49,7 @@ import torch
 from datasets import Dataset, IterableDataset
 from datasets.distributed import split_dataset_by_node
 
-from .preprocessing import prepare_dataset
+from .preprocessing import prepare_dataset, prepare_datasets
 from .sampling import MultiTaskBatchSampler, MultiTaskDataset, ProportionalBatchSampler
 
 #: rows of each streaming task read ahead, shuffled and grouped by length (`stream_buffer_size`)
@@ -92,6 +92,48 @@ def prepare_stream(
     return prepare_dataset(task, dataset, tokenizer, split=split, max_length=max_length, for_training=True)
 
 
+def prepare_streaming_run(
+    datasets: Mapping[str, Dataset | IterableDataset], tasks: Mapping[str, Any], tokenizer: Any, *, split: str,
+    max_length: int | None, rank: int = 0, world_size: int = 1,
+) -> dict[str, Dataset | IterableDataset]:
+    """The training data of a run in which some task streams: streams prepared lazily (`prepare_stream`,
+    this process's shard), map-style tasks as usual. Only training data may stream."""
+    streams = [name for name, d in datasets.items() if is_streaming(d)]
+    if split != "train":
+        raise ValueError(
+            f"The {split} data of task(s) {streams} is a stream (datasets.IterableDataset); only training data "
+            "can stream. Evaluate on a map-style Dataset (e.g. load_dataset(..., streaming=False))."
+        )
+    mapped = prepare_datasets(
+        {n: d for n, d in datasets.items() if n not in streams}, list(tasks.values()), tokenizer, split="train",
+        max_length=max_length,
+    )
+    return {
+        name: prepare_stream(tasks[name], d, tokenizer, split="train", max_length=max_length, rank=rank,
+                             world_size=world_size) if name in streams else mapped[name]
+        for name, d in datasets.items()
+    }
+
+
+def training_task_sizes(
+    prepared: Mapping[str, Dataset | IterableDataset], raw: Mapping[str, Any] | None,
+    given: Mapping[str, int] | None, max_steps: int | None,
+) -> dict[str, int | None]:
+    """Rows per training task: a map-style task's length; a stream's `given` size or its info's (None if
+    unknown). A run with a stream needs `max_steps`, since its epochs have no known length."""
+    given = dict(given or {})
+    sizes = {
+        name: stream_num_rows(raw[name], given.get(name)) if is_streaming(d) else len(d) for name, d in prepared.items()
+    }
+    streams = [name for name, d in prepared.items() if is_streaming(d)]
+    if streams and not (max_steps and max_steps > 0):
+        raise ValueError(
+            f"The training data of task(s) {streams} streams (datasets.IterableDataset), so an epoch has no known "
+            "length: set max_steps (TrainingArguments / a recipe's training.max_steps) to say how long to train."
+        )
+    return sizes
+
+
 def shard_map_dataset(dataset: Dataset, rank: int, world_size: int) -> Dataset:
     """A map-style task's share of rows for this process in a streaming run (every process reads its own)."""
     return split_dataset_by_node(dataset, rank=rank, world_size=world_size) if world_size > 1 else dataset
@@ -104,7 +146,7 @@ def _batches_of_buffer(
     batches; grouped batches come in random order."""
     order = rng.permutation(len(rows))
     if group_by_length:
-        lengths = np.asarray([rows[i]["length"] for i in order])
+        lengths = np.asarray([rows[i].get("length", len(rows[i]["input_ids"])) for i in order])
         order = order[np.argsort(-lengths, kind="stable")]  # stable: random order among equal lengths
     batches = [[rows[i] for i in order[s : s + batch_size]] for s in range(0, len(order), batch_size)]
     if group_by_length:
@@ -390,5 +432,7 @@ __all__ = [
     "build_stream",
     "is_streaming",
     "prepare_stream",
+    "prepare_streaming_run",
     "stream_num_rows",
+    "training_task_sizes",
 ]

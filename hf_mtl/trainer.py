@@ -79,9 +79,9 @@ from .streaming import (
     build_stream,
     is_streaming,
     load_stream_state,
-    prepare_stream,
+    prepare_streaming_run,
     save_stream_state,
-    stream_num_rows,
+    training_task_sizes,
 )
 from .tasks import Task, tasks_from_config
 from .training_args import MultiTaskTrainingArguments
@@ -208,7 +208,8 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         self.train_datasets = self._prepare(train_dataset, "train", processing_class) if train_dataset is not None else None
         self.eval_datasets = self._prepare(eval_dataset, "eval", processing_class) if eval_dataset is not None else None
         # rows per training task (None: a stream of unknown size)
-        self.train_task_sizes = self._train_task_sizes(train_dataset, task_sizes, args)
+        self._check_keys(task_sizes or {}, "task_sizes")
+        self.train_task_sizes = training_task_sizes(self.train_datasets or {}, train_dataset, task_sizes, args.max_steps)
         streaming = any(is_streaming(d) for d in (self.train_datasets or {}).values())
         # the facts of this run the model card shows (the sampler, balancer and job layer add theirs)
         self.run_record = RunRecord(
@@ -290,27 +291,11 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             if missing:
                 logger.warning(f"No training data for task(s) {missing}: their heads will not be trained.")
         ordered = {t.name: datasets[t.name] for t in self.tasks if t.name in datasets}
-        streams = [name for name, d in ordered.items() if is_streaming(d)]
-        if streams:
-            if split != "train":
-                raise ValueError(
-                    f"The {split} data of task(s) {streams} is a stream (datasets.IterableDataset); only training "
-                    "data can stream. Evaluate on a map-style Dataset (e.g. load_dataset(..., streaming=False))."
-                )
-            mapped = prepare_datasets(
-                {n: d for n, d in ordered.items() if n not in streams}, self.tasks, tokenizer, split="train",
-                max_length=self.tokenizer_max_length,
+        if any(is_streaming(d) for d in ordered.values()):
+            return prepare_streaming_run(
+                ordered, self.task_by_name, tokenizer, split=split, max_length=self.tokenizer_max_length,
+                rank=self._process[0], world_size=self._process[1],
             )
-            rank, world_size = self._process
-            return {
-                name: prepare_stream(
-                    self.task_by_name[name], d, tokenizer, split="train", max_length=self.tokenizer_max_length,
-                    rank=rank, world_size=world_size,
-                )
-                if name in streams
-                else mapped[name]
-                for name, d in ordered.items()
-            }
         return prepare_datasets(
             ordered,
             self.tasks,
@@ -319,27 +304,6 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             max_length=self.tokenizer_max_length,
             require_labels=require_labels,
         )
-
-    def _train_task_sizes(
-        self, raw: Mapping[str, Any] | None, given: Mapping[str, int] | None, args: TrainingArguments
-    ) -> dict[str, int | None]:
-        """Rows per training task (`task_sizes` or the stream's info for streams); a streaming run needs
-        `max_steps`, since its epochs have no known length."""
-        given = dict(given or {})
-        self._check_keys(given, "task_sizes")
-        sizes = {}
-        for name, dataset in (self.train_datasets or {}).items():
-            if is_streaming(dataset):
-                sizes[name] = stream_num_rows(raw[name], given.get(name))
-            else:
-                sizes[name] = len(dataset)
-        streams = [name for name, d in (self.train_datasets or {}).items() if is_streaming(d)]
-        if streams and not (args.max_steps and args.max_steps > 0):
-            raise ValueError(
-                f"The training data of task(s) {streams} streams (datasets.IterableDataset), so an epoch has no known "
-                "length: set max_steps (TrainingArguments / a recipe's training.max_steps) to say how long to train."
-            )
-        return sizes
 
     def make_batch_sampler(self, dataset: MultiTaskDataset) -> MultiTaskBatchSampler:
         """The training batch sampler of the arguments' `task_sampling_strategy` (exposed for inspection and
