@@ -146,7 +146,7 @@ def _batches_of_buffer(
     batches; grouped batches come in random order."""
     order = rng.permutation(len(rows))
     if group_by_length:
-        lengths = np.asarray([rows[i].get("length", len(rows[i]["input_ids"])) for i in order])
+        lengths = np.asarray([rows[i]["length"] if "length" in rows[i] else len(rows[i]["input_ids"]) for i in order])
         order = order[np.argsort(-lengths, kind="stable")]  # stable: random order among equal lengths
     batches = [[rows[i] for i in order[s : s + batch_size]] for s in range(0, len(order), batch_size)]
     if group_by_length:
