@@ -13,6 +13,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from conftest import make_model, raw_datasets
+from test_cli import tiny_encoder  # noqa: F401  (fixture)
 from datasets import Dataset, IterableDataset, SplitDict, SplitInfo
 
 from hf_mtl import MultiTaskTrainer, MultiTaskTrainingArguments
@@ -201,6 +202,24 @@ def test_recipe_streaming_sources(tmp_path):
     bad["tasks"][1]["data"]["streaming"] = False
     with pytest.raises(RecipeError, match=r"tasks\[1\]\.data\.num_rows: only applies with `streaming: true`"):
         parse_recipe(bad, base_dir=tmp_path)
+
+
+def test_cli_train_with_streaming_sources(tmp_path, tiny_encoder, capsys):
+    from test_cli import one_line_error, write_recipe
+
+    from hf_mtl.cli import main
+
+    recipe = str(write_recipe(tmp_path, tiny_encoder))
+    streaming = ["--set", "tasks[0].data.streaming=true", "--set", "tasks[0].data.num_rows=12",
+                 "--set", "tasks[2].data.streaming=true", "--set", "tasks[2].data.num_rows=12"]
+    assert main(["train", recipe, *streaming, "--set", "training.max_steps=-1"]) == 2
+    assert "training.max_steps: required when a task's data streams (tasks ['sentiment', 'ner']" in one_line_error(
+        capsys, "train")
+    assert main(["train", recipe, *streaming]) == 0
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert "task 'sentiment': streamed train, 12 validation examples" in out
+    assert "Evaluation on validation:" in out and (tmp_path / "model" / "model.safetensors").is_file()
 
 
 # ---------------------------------------------------------------------------- DDP
