@@ -4,6 +4,9 @@ What it adds to the plain Trainer, and nothing more:
 - datasets are dicts keyed by task name; raw ones are tokenized and label-aligned (`prepare_datasets`);
 - training batches come from the batch sampler of the chosen task sampling strategy (`hf_mtl.sampling`:
   one task per batch), wired in `get_train_dataloader`;
+- a task's training data may stream (`datasets.IterableDataset`, `hf_mtl.streaming`): prepared lazily, one
+  task per batch from the same strategy, each process reading its own shard, the streams' position saved in
+  checkpoints (`stream_state-<rank>.json`);
 - each training batch's head loss (a per-batch mean) goes through the loss balancer (`hf_mtl.balancers`;
   by default the task's static weight), whose parameters, if any, join the optimizer; logs carry each task's
   running loss as `<task>_loss`;

@@ -10,7 +10,6 @@ import shutil
 import sys
 from collections import Counter
 
-import numpy as np
 import pytest
 from conftest import make_model, raw_datasets
 from test_cli import tiny_encoder  # noqa: F401  (fixture)
