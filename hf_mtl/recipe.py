@@ -37,7 +37,8 @@ TASK_KEYS = ("name", "type", "labels", "weight", "data")
 HUB_KEYS = ("hub", "config", "revision", "splits", "local")
 #: keys of a local-files source, besides the reader options of the registered formats (`_file_keys()`)
 FILE_SOURCE_KEYS = ("files", "format")
-COMMON_DATA_KEYS = ("rename", "join", "join_separator", "label_map", "label_separator", "max_examples", "name")
+COMMON_DATA_KEYS = ("rename", "join", "join_separator", "label_map", "label_separator", "max_examples", "name",
+                    "streaming", "num_rows")
 MODEL_KEYS = ("pooling", "classifier_dropout")
 DISTILLATION_KEYS = ("teachers", "schedule", "temperature", "teacher_weight", "batch_size")
 #: `distillation.teachers: train` (or a task's teacher `train`): the job trains that single-task teacher first
@@ -416,7 +417,23 @@ def _reader_options(section: _Section, fmt: str) -> dict[str, Any]:
     return options
 
 
-def _parse_source(raw: Any, path: str, task: Task, nested: bool = False) -> DataSource:
+def _parse_streaming(section: _Section, inherited: tuple[bool, int | None]) -> dict[str, Any]:
+    """`streaming:` (read the train split as a stream) and `num_rows:` (its size); a `local:` source inherits
+    its Hub source's."""
+    streaming = section.get("streaming", "bool", inherited[0])
+    num_rows = section.get("num_rows", "int", inherited[1])
+    if num_rows is not None and num_rows < 1:
+        raise RecipeError(f"{section.key('num_rows')}: expected a positive number of rows, got {num_rows}.")
+    if section.has("num_rows") and not streaming:
+        raise RecipeError(
+            f"{section.key('num_rows')}: only applies with `streaming: true` (the size of other data is known)."
+        )
+    return {"streaming": streaming, "num_rows": num_rows}
+
+
+def _parse_source(
+    raw: Any, path: str, task: Task, nested: bool = False, inherited: tuple[bool, int | None] = (False, None)
+) -> DataSource:
     file_keys = _file_keys()
     known = (file_keys + COMMON_DATA_KEYS) if nested else (HUB_KEYS + file_keys + COMMON_DATA_KEYS)
     section = _Section(raw, path, known)
@@ -433,6 +450,7 @@ def _parse_source(raw: Any, path: str, task: Task, nested: bool = False) -> Data
         "join_separator": section.get("join_separator", "str", " "),
         "label_separator": section.get("label_separator", "str", "|"),
         "name": section.get("name", "str"),
+        **_parse_streaming(section, inherited),
     }
     if section.has("label_map"):
         common["label_map"] = _parse_label_map(section.data["label_map"], section.key("label_map"), task)
@@ -445,7 +463,10 @@ def _parse_source(raw: Any, path: str, task: Task, nested: bool = False) -> Data
                                   "put local-file settings under `local:`.")
         local = None
         if section.has("local"):
-            local = _parse_source(section.data["local"], section.key("local"), task, nested=True)
+            local = _parse_source(
+                section.data["local"], section.key("local"), task, nested=True,
+                inherited=(common["streaming"], common["num_rows"]),
+            )
         return DataSource(
             hub=section.get("hub", "str"),
             config=section.get("config", "str"),
