@@ -29,6 +29,8 @@ class RunRecord:
             `description` (one line naming the data), `dataset_id` (the Hub dataset read, if any),
             `dataset_config`, `dataset_split` (the split evaluated on, by its name in that dataset) and
             `copy_of` (the Hub dataset that local files are a copy of, listed among the card's datasets).
+        parameters: `{"trainable": n, "total": m}` parameter counts of the model as trained (with LoRA adapters,
+            only the adapters and the heads are trainable; `hf_mtl.lora.parameter_counts`).
         card_settings: the card's free-form fields (`hf_mtl.card.CardSettings`: name, license, texts, ...).
     """
 
@@ -38,6 +40,7 @@ class RunRecord:
     sampling: dict[str, Any] = field(default_factory=dict)
     loss_balancer: dict[str, Any] = field(default_factory=dict)
     data_sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    parameters: dict[str, int] = field(default_factory=dict)
     card_settings: CardSettings | None = None
 
 
