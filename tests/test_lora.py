@@ -30,6 +30,7 @@ from hf_mtl import (
 )
 from hf_mtl.cli import main
 from hf_mtl.lora import has_unmerged_lora, parameter_counts
+from hf_mtl.recipe import RecipeError, parse_recipe
 
 TASKS = [
     SequenceClassificationTask("sentiment", ["negative", "positive"]),
@@ -201,3 +202,64 @@ def test_checkpoints_keep_adapters_and_resume_to_the_same_result(tmp_path, token
     assert set(expected) == set(actual)
     for key in expected:
         torch.testing.assert_close(actual[key], expected[key], rtol=1e-4, atol=1e-6, msg=key)
+
+
+# ---------------------------------------------------------------------------- recipes
+RECIPE = {
+    "encoder": "some/encoder",
+    "output_dir": "out",
+    "model": {"lora": {"r": 4, "alpha": 16, "dropout": 0.05, "target_modules": ["query", "value"]}},
+    "tasks": [{"name": "sentiment", "type": "sequence_classification", "labels": ["negative", "positive"],
+               "data": {"files": {"train": "s.csv"}}}],
+}
+
+
+def _recipe(**lora):
+    import copy
+
+    raw = copy.deepcopy(RECIPE)
+    if lora:
+        raw["model"]["lora"] = lora
+    return parse_recipe(raw, base_dir="/data")
+
+
+def test_recipe_lora_block_becomes_lora_config_arguments():
+    assert _recipe().model == {
+        "lora": {"r": 4, "lora_alpha": 16.0, "lora_dropout": 0.05, "target_modules": ["query", "value"]}
+    }
+    assert _recipe(target_modules="all-linear", use_rslora=True).model["lora"] == {
+        "target_modules": "all-linear", "use_rslora": True
+    }
+    empty = parse_recipe({**RECIPE, "model": {"lora": {}}}, base_dir="/data")
+    assert empty.model == {"lora": {}}  # peft's defaults, the encoder family's target modules
+
+
+@pytest.mark.parametrize(
+    ("lora", "message"),
+    [
+        ({"rnak": 4}, r"^model\.lora\.rnak: unknown key; known keys: r, alpha, dropout"),
+        ({"alhpa": 4}, r"^model\.lora\.alhpa: unknown key; did you mean 'alpha'\?"),
+        ({"r": 0}, r"^model\.lora\.r: expected a positive rank"),
+        ({"r": "eight"}, r"^model\.lora\.r: expected an integer"),
+        ({"dropout": 1.5}, r"^model\.lora\.dropout: expected a probability"),
+        ({"bias": "some"}, r"^model\.lora\.bias: 'some' is not one of none, all, lora_only"),
+        ({"target_modules": []}, r"^model\.lora\.target_modules: expected a non-empty list of strings"),
+        ({"modules_to_save": ["x"]}, r"^model\.lora\.modules_to_save: unknown key"),
+    ],
+)
+def test_recipe_lora_errors_name_the_key(lora, message):
+    with pytest.raises(RecipeError, match=message):
+        _recipe(**lora)
+
+
+def test_recipe_job_builds_a_lora_model(tmp_path, tokenizer):
+    from hf_mtl.jobs import _build_trainer
+
+    folder = _encoder_dir(tmp_path)
+    tokenizer.save_pretrained(folder)
+    recipe = parse_recipe({**RECIPE, "encoder": folder}, base_dir=str(tmp_path))
+    trainer = _build_trainer(recipe, _args(tmp_path), {"sentiment": raw_datasets(8)["sentiment"]}, {}, lambda m: None)
+    assert has_unmerged_lora(trainer.model)
+    assert trainer.model.config.lora == {"lora_alpha": 16.0, "lora_dropout": 0.05, "merged": False, "r": 4,
+                                         "target_modules": ["query", "value"]}
+    assert trainer.run_record.parameters == parameter_counts(trainer.model)
