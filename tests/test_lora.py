@@ -263,3 +263,51 @@ def test_recipe_job_builds_a_lora_model(tmp_path, tokenizer):
     assert trainer.model.config.lora == {"lora_alpha": 16.0, "lora_dropout": 0.05, "merged": False, "r": 4,
                                          "target_modules": ["query", "value"]}
     assert trainer.run_record.parameters == parameter_counts(trainer.model)
+
+
+# ---------------------------------------------------------------------------- without hf_mtl, ONNX
+def _adapted(tmp_path, tokenizer) -> MultiTaskModel:
+    """A LoRA model whose adapters are not zero (as after training)."""
+    model = _lora_model(tmp_path, tokenizer)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.2)
+    return model.eval()
+
+
+def test_lora_checkpoints_predict_without_hf_mtl(tmp_path, tokenizer):
+    from test_remote_code import TEXTS, _as_json, _assert_same, _run_without_hf_mtl
+
+    model = _adapted(tmp_path, tokenizer)
+    jobs, expected = [], []
+    for name, merge in (("merged", True), ("adapters", False)):  # the adapters load through the copied lora.py
+        model.save_pretrained(tmp_path / name, merge_lora=merge)
+        tokenizer.save_pretrained(tmp_path / name)
+        calls = [(TEXTS, {}), (TEXTS, {"tasks": "ner", "aggregation_strategy": "simple"})]
+        jobs.append({"task": "multitask", "model": str(tmp_path / name), "init": {}, "calls": calls})
+        ours = pipeline("multitask", model=model, tokenizer=tokenizer)
+        expected.append([ours(inputs, **kwargs) for inputs, kwargs in calls])
+    assert (tmp_path / "adapters" / "lora.py").is_file()
+    for job, output, want in zip(jobs, _run_without_hf_mtl(tmp_path, jobs), expected):
+        assert output["model"].startswith("transformers_modules."), output
+        _assert_same(output["results"], _as_json(want), job["model"])
+
+
+def test_export_merges_the_adapters_first(tmp_path, tokenizer):
+    pytest.importorskip("onnxruntime")
+    from hf_mtl.export import _load_model
+
+    model = _adapted(tmp_path, tokenizer)
+    model.save_pretrained(tmp_path / "adapters", merge_lora=False)
+    tokenizer.save_pretrained(tmp_path / "adapters")
+    assert main(["export", str(tmp_path / "adapters"), str(tmp_path / "onnx")]) == 0
+    assert not has_unmerged_lora(_load_model(model)) and has_unmerged_lora(model)  # a model given keeps them
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"))
+    batch = {k: v.numpy() for k, v in _batch(tokenizer).items()}
+    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, batch)))
+    for name, logits in _logits(model, _batch(tokenizer)).items():
+        torch.testing.assert_close(torch.from_numpy(outputs[f"{name}_logits"]), logits, rtol=1e-4, atol=1e-4)
