@@ -15,7 +15,7 @@ from transformers import BertModel
 
 from hf_mtl.cli import main
 
-COMMANDS = ("train", "evaluate", "export", "push", "quickstart")
+COMMANDS = ("train", "evaluate", "export", "merge", "push", "quickstart")
 
 
 @pytest.mark.parametrize("command", COMMANDS)
