@@ -5,7 +5,8 @@ Settings (same data, batch size, learning rate, tokenization and task sampling):
 - `full`    : every parameter of the encoder and the heads trains;
 - `lora-r8` : `MultiTaskModel.from_encoder(..., peft_config=LoraConfig(r=8, lora_alpha=16))` with the encoder
               family's default target modules (query, key, value and every `dense` projection); heads fully trained;
-- `lora-r16`: the same with r=16, lora_alpha=32.
+- `lora-r16`: the same with r=16, lora_alpha=32;
+- `lora-r8-nodropout` (with `--settings`): r=8 with lora_dropout=0.
 
 Each run is a fresh subprocess (so its peak resident memory is its own: `ru_maxrss`, model, optimizer state,
 activations and data included), runs `--warmup` untimed steps then `--steps` timed ones; the step time is the
@@ -47,7 +48,11 @@ SETTINGS: dict[str, dict[str, Any] | None] = {
     "full": None,
     "lora-r8": {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1},
     "lora-r16": {"r": 16, "lora_alpha": 32, "lora_dropout": 0.1},
+    # not run by default: r=8 without LoRA dropout (peft then feeds the layer input to the adapter as it is,
+    # instead of a dropped-out copy kept for the backward pass)
+    "lora-r8-nodropout": {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0},
 }
+DEFAULT_SETTINGS = ("full", "lora-r8", "lora-r16")
 
 
 def run_one(setting: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -125,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--examples-per-task", type=int, default=600, help="seeded train subset per task")
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--settings", default=",".join(SETTINGS))
+    parser.add_argument("--settings", default=",".join(DEFAULT_SETTINGS), help=f"comma-separated, of {list(SETTINGS)}")
     parser.add_argument("--repeats", type=int, default=2, help="rounds over the settings (alternating order)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: one run, JSON on stdout

@@ -12,6 +12,7 @@ from .collator import MultiTaskDataCollator
 from .configuration_multitask import MultiTaskConfig
 from .evaluation import MultiTaskPredictionOutput
 from .export import export_onnx
+from .lora_checkpoint import merge_lora_checkpoint
 from .metrics import compute_task_metrics
 from .modeling_multitask import (
     MultiTaskForSequenceClassification,
@@ -80,6 +81,7 @@ __all__ = [
     "WordLevelTask",
     "compute_task_metrics",
     "export_onnx",
+    "merge_lora_checkpoint",
     "prepare_dataset",
     "prepare_datasets",
     "register_loss_balancer",
