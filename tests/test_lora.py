@@ -252,17 +252,20 @@ def test_recipe_lora_errors_name_the_key(lora, message):
         _recipe(**lora)
 
 
-def test_recipe_job_builds_a_lora_model(tmp_path, tokenizer):
-    from hf_mtl.jobs import _build_trainer
+def test_train_command_with_a_lora_recipe_saves_a_merged_model_with_its_card(tmp_path, tokenizer):
+    from test_cli import write_recipe
 
     folder = _encoder_dir(tmp_path)
     tokenizer.save_pretrained(folder)
-    recipe = parse_recipe({**RECIPE, "encoder": folder}, base_dir=str(tmp_path))
-    trainer = _build_trainer(recipe, _args(tmp_path), {"sentiment": raw_datasets(8)["sentiment"]}, {}, lambda m: None)
-    assert has_unmerged_lora(trainer.model)
-    assert trainer.model.config.lora == {"lora_alpha": 16.0, "lora_dropout": 0.05, "merged": False, "r": 4,
-                                         "target_modules": ["query", "value"]}
-    assert trainer.run_record.parameters == parameter_counts(trainer.model)
+    recipe = write_recipe(tmp_path, folder, model={"lora": {"r": 4, "alpha": 8, "target_modules": ["query", "value"]}})
+    assert main(["train", str(recipe), "--set", "training.save_strategy=steps", "--set", "training.save_steps=2"]) == 0
+    out = tmp_path / "model"
+    saved = json.loads((out / "config.json").read_text())["lora"]
+    assert saved == {"lora_alpha": 8.0, "lora_dropout": 0.0, "merged": True, "r": 4, "target_modules": ["query", "value"]}
+    assert json.loads((out / "checkpoint-2" / "config.json").read_text())["lora"]["merged"] is False
+    card = (out / "README.md").read_text()
+    assert "LoRA on the encoder (r=4, alpha=8.0" in card and "merged into the encoder weights" in card
+    assert not has_unmerged_lora(MultiTaskModel.from_pretrained(out))
 
 
 # ---------------------------------------------------------------------------- without hf_mtl, ONNX
