@@ -15,6 +15,7 @@ from .configuration_multitask import MultiTaskConfig
 from .distillation import DistillationConfig
 from .evaluation import MultiTaskPredictionOutput
 from .export import export_onnx
+from .lora_checkpoint import merge_lora_checkpoint
 from .metrics import compute_task_metrics
 from .modeling_multitask import (
     MultiTaskForSequenceClassification,
@@ -93,6 +94,7 @@ __all__ = [
     "compute_task_metrics",
     "default_search_space",
     "export_onnx",
+    "merge_lora_checkpoint",
     "prepare_dataset",
     "prepare_datasets",
     "register_loss_balancer",

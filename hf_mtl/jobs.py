@@ -219,9 +219,14 @@ def _build_trainer(
     encoder = recipe.encoder_path()
     report(f"hf-mtl: loading encoder {recipe.encoder}" + (f" from {encoder}" if encoder != recipe.encoder else ""))
     tokenizer = AutoTokenizer.from_pretrained(encoder)
+    model_kwargs = dict(recipe.model)
+    if "lora" in model_kwargs:  # `model.lora:` LoRA adapters on the encoder, merged into the final save
+        from peft import LoraConfig
+
+        model_kwargs["peft_config"] = LoraConfig(**model_kwargs.pop("lora"))
 
     def new_model() -> MultiTaskModel:
-        model = MultiTaskModel.from_encoder(encoder, tasks=recipe.task_specs, **recipe.model)
+        model = MultiTaskModel.from_encoder(encoder, tasks=recipe.task_specs, **model_kwargs)
         model.config.base_model_name_or_path = recipe.encoder  # the portable name, not this machine's path
         return model
 

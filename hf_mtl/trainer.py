@@ -84,6 +84,7 @@ from .hub import MultiTaskHubMixin
 from .metrics import compute_task_metrics
 from .modeling_multitask import MultiTaskModel
 from .preprocessing import EXAMPLE_INDEX_COLUMN, WORD_INDEX_COLUMN, effective_max_length, prepare_datasets
+from .lora import parameter_counts
 from .run_record import RunRecord
 from .sampling import MultiTaskBatchSampler, MultiTaskDataset, RunLength, sampling_strategy, sampling_strategy_name
 from .search import average_objective, default_search_space, record_trial, trial_arguments
@@ -255,6 +256,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             eval_sizes={name: len(ds) for name, ds in (self.eval_datasets or {}).items()},
             loss_balancer=self.loss_balancer.describe(),
             distillation=self.distiller.describe() if self.distiller is not None else {},
+            parameters=parameter_counts(model),
         )
         if data_collator is None:
             data_collator = MultiTaskDataCollator(processing_class, self.tasks)
@@ -793,7 +795,13 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             with open(os.path.join(output_dir, MULTITASK_STATE_NAME), "w", encoding="utf-8") as handle:
                 json.dump(state, handle, indent=2)
             self._save_loss_balancer(output_dir)
-        super()._save_checkpoint(model, trial)
+        # a checkpoint keeps LoRA adapters unmerged (resuming trains them on); the final save merges them
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        unwrapped.save_lora_merged = False
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            del unwrapped.save_lora_merged
 
     def _save_loss_balancer(self, output_dir: str) -> None:
         """The balancer's parameters and buffers as safetensors (none for a balancer without tensors)."""
