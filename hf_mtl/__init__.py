@@ -18,6 +18,8 @@ __version__ = "0.1.0"
 
 #: public name -> the module defining it (imported on first access)
 _LAZY_NAMES = {
+    "annotate_dataset": "annotate",
+    "merge_lora_checkpoint": "lora_checkpoint",
     "DistillationConfig": "distillation",
     "FAMO": "balancers_adaptive",
     "DynamicWeightAverage": "balancers_adaptive",
@@ -61,12 +63,14 @@ _LAZY_NAMES = {
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
+    from .annotate import annotate_dataset
     from .balancers import LossBalancer, StaticWeights, register_loss_balancer
     from .balancers_adaptive import FAMO, DynamicWeightAverage, UncertaintyWeighting
     from .collator import MultiTaskDataCollator
     from .configuration_multitask import MultiTaskConfig
     from .distillation import DistillationConfig
     from .evaluation import MultiTaskPredictionOutput
+    from .lora_checkpoint import merge_lora_checkpoint
     from .export import export_onnx
     from .metrics import compute_task_metrics
     from .modeling_multitask import (
@@ -145,10 +149,12 @@ __all__ = [
     "TaskModelOutput",
     "TokenClassificationTask",
     "WordLevelTask",
+    "annotate_dataset",
     "apply_best_run",
     "compute_task_metrics",
     "default_search_space",
     "export_onnx",
+    "merge_lora_checkpoint",
     "prepare_dataset",
     "prepare_datasets",
     "register_loss_balancer",
