@@ -133,33 +133,9 @@ def _read_split(source: DataSource, split: str, task: Task, stream: bool = False
 
 
 def _apply_columns(dataset: datasets.Dataset, source: DataSource, where: str) -> datasets.Dataset:
-    """Column renames and joins."""
-    if isinstance(dataset, datasets.IterableDataset):
-        return _apply_stream_columns(dataset, source, where)
-    for old, new in source.rename.items():
-        if old not in dataset.column_names:
-            raise DataSourceError(f"{where}: cannot rename column {old!r}: the columns are {dataset.column_names}.")
-        if new in dataset.column_names:
-            dataset = dataset.remove_columns(new)
-        dataset = dataset.rename_column(old, new)
-    for new, parts in source.join.items():
-        missing = [c for c in parts if c not in dataset.column_names]
-        if missing:
-            raise DataSourceError(f"{where}: cannot join columns {missing}: the columns are {dataset.column_names}.")
-        values = [_joined(source, row, parts) for row in dataset.select_columns(list(parts))]
-        if new in dataset.column_names:
-            dataset = dataset.remove_columns(new)
-        dataset = dataset.add_column(new, values)
-    return dataset
-
-
-def _joined(source: DataSource, row: Mapping[str, Any], parts: Sequence[str]) -> str:
-    return source.join_separator.join(str(row[c]) for c in parts if row[c] is not None and str(row[c]) != "")
-
-
-def _apply_stream_columns(dataset: datasets.IterableDataset, source: DataSource, where: str) -> datasets.IterableDataset:
-    """Column renames and joins of a stream (joins applied lazily, row by row)."""
-    if dataset.features is None:  # the columns are read off the first row
+    """Column renames and joins (of a stream: joins applied lazily, row by row)."""
+    streaming = isinstance(dataset, datasets.IterableDataset)
+    if streaming and dataset.features is None:  # a stream's columns are read off its first row
         dataset = dataset._resolve_features()
     for old, new in source.rename.items():
         if old not in dataset.column_names:
@@ -171,9 +147,21 @@ def _apply_stream_columns(dataset: datasets.IterableDataset, source: DataSource,
         missing = [c for c in parts if c not in dataset.column_names]
         if missing:
             raise DataSourceError(f"{where}: cannot join columns {missing}: the columns are {dataset.column_names}.")
-        features = datasets.Features({**{k: v for k, v in dataset.features.items() if k != new}, new: datasets.Value("string")})
-        dataset = dataset.map(lambda row, parts=parts, new=new: {new: _joined(source, row, parts)}, features=features)
+        if streaming:
+            features = datasets.Features(
+                {**{k: v for k, v in dataset.features.items() if k != new}, new: datasets.Value("string")}
+            )
+            dataset = dataset.map(lambda row, parts=parts, new=new: {new: _joined(source, row, parts)}, features=features)
+            continue
+        values = [_joined(source, row, parts) for row in dataset.select_columns(list(parts))]
+        if new in dataset.column_names:
+            dataset = dataset.remove_columns(new)
+        dataset = dataset.add_column(new, values)
     return dataset
+
+
+def _joined(source: DataSource, row: Mapping[str, Any], parts: Sequence[str]) -> str:
+    return source.join_separator.join(str(row[c]) for c in parts if row[c] is not None and str(row[c]) != "")
 
 
 class _LabelConverter:
