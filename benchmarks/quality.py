@@ -421,6 +421,9 @@ def run_mtl(name: str, seed: int, ctx: dict[str, Any]) -> dict[str, Any]:
         params = sum(p.numel() for p in model.parameters())
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         losses = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
+        if ctx.get("save_model") and not Path(ctx["save_model"], "config.json").exists():
+            model.save_pretrained(ctx["save_model"])
+            ctx["tokenizer"].save_pretrained(ctx["save_model"])
     return {"scores": scores, "epochs": epochs, "train_seconds_total": seconds, "cpu_seconds_total": cpu,
             "params": params, "trainable_params": trainable, "encoder_passes_per_text": 1, "examples_seen": seen,
             "loss_log": losses, **extra}
@@ -465,6 +468,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--baseline-epochs", type=int, default=None, help="override the single-task epochs")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--trials", type=int, default=None, help="override the search's trial count")
+    parser.add_argument("--save-model", default=None,
+                        help="save the first multi-task model trained (and tokenizer) here, e.g. for predict_throughput --model")
     parser.add_argument("--out", default=None, help="report JSON (default benchmarks/results/quality_<budget>.json)")
     return run(parser.parse_args(argv))
 
@@ -486,7 +491,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cache_dir = Path(args.results_dir, args.budget)
     cache_dir.mkdir(parents=True, exist_ok=True)
     ctx: dict[str, Any] = {"budget": budget, "budget_name": args.budget, "fingerprint": fingerprint,
-                           "cache_dir": cache_dir, "models_dir": args.models_dir, "model_path": args.model_path}
+                           "cache_dir": cache_dir, "models_dir": args.models_dir, "model_path": args.model_path,
+                           "save_model": args.save_model}
     names = [s.strip() for s in args.setups.split(",") if s.strip()]
     unknown = [n for n in names if n != BASELINE and n not in SETUPS]
     if unknown:
