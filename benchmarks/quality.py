@@ -2,8 +2,10 @@
 
 **Single-task baselines** (`single`): what a user would do instead of hf_mtl: one plain `transformers.Trainer`
 per task on `AutoModelForSequenceClassification` / `AutoModelForTokenClassification` from the same MiniLM-L6,
-the same training rows, the same length limit, trained for up to `baseline_epochs` epochs with an evaluation
-after every epoch, keeping the epoch best on validation (`load_best_model_at_end`). Every epoch's validation
+the same training rows, the same length limit and learning rate, trained for up to `baseline_epochs` epochs
+(linear decay planned over all of them) with an evaluation after every epoch, stopped early after
+`baseline_patience` epochs without a gain (`EarlyStoppingCallback`), keeping the epoch best on validation
+(`load_best_model_at_end`). Every epoch's validation
 score is recorded (the "curve"), so "not under-trained" can be checked. Scores use the SAME metric code as
 the multi-task side (`Task.compute_metrics`: accuracy; conlleval entity F1 over words, one prediction per word
 from its first sub-word, the alignment transformers' NER example uses and hf_mtl uses). Each seed's models are
@@ -76,7 +78,8 @@ SETUPS: dict[str, dict[str, Any]] = {
                 "needs": ["hf_mtl.distillation:DistillationConfig"],
                 "note": "BAM: that seed's single-task models as teachers, linear schedule, temperature 1"},
     "searched": {"search": True,
-                 "needs": ["hf_mtl.search:default_search_space", "hf_mtl.search:worst_task_objective", "optuna"],
+                 "needs": ["hf_mtl.search:default_search_space", "hf_mtl.search:trial_arguments",
+                           "hf_mtl.search:worst_task_objective", "optuna"],
                  "note": "optuna search at seed 0 (worst-task objective on held-out train rows), best at every seed"},
 }
 BASELINE = "single"
@@ -84,24 +87,26 @@ BASELINE = "single"
 #: training rows per task (drawn once, data seed 0), epochs, learning rate, ...; sizes are deliberately
 #: unequal (as real task mixes are), so that the sampling strategies differ.
 BUDGETS: dict[str, dict[str, Any]] = {
-    "cpu": {
-        "train_sizes": {"sentiment": 1500, "topic": 750, "ner": 600},
-        "dev_size": 300,  # held-out training rows per task (hyperparameter search objective)
-        "eval_cap": 800,  # rows per evaluation split, the same cap for every split and setup
-        "epochs": 2,
-        "baseline_epochs": 3,
+    "cpu": {  # sized for a 2-core CPU shared with 8 other processes (about 1/5 of a core each)
+        "train_sizes": {"sentiment": 600, "topic": 300, "ner": 250},
+        "dev_size": 200,  # held-out training rows per task (hyperparameter search objective)
+        "eval_cap": 500,  # rows per evaluation split, the same cap for every split and setup
+        "epochs": 3,  # multi-task epochs: every training row seen 3 times (proportional sampling)
+        "baseline_epochs": 6,  # at most; early stopping after `baseline_patience` epochs without a gain
+        "baseline_patience": 2,
         "learning_rate": 1e-4,
         "max_length": 160,  # above every CoNLL-2003 sentence: both sides score every word, no windows
-        "batch_size": 32,
+        "batch_size": 16,
         "trials": 4,
-        "trial_epochs": 1,
+        "trial_epochs": 2,
     },
     "full": {
         "train_sizes": {"sentiment": None, "topic": None, "ner": None},
         "dev_size": 1000,
         "eval_cap": None,
         "epochs": 3,
-        "baseline_epochs": 5,
+        "baseline_epochs": 6,
+        "baseline_patience": 2,
         "learning_rate": 5e-5,
         "max_length": 128,
         "batch_size": 32,
@@ -236,7 +241,8 @@ def run_single(seed: int, ctx: dict[str, Any]) -> dict[str, Any]:
     """The three plain-Trainer baselines at one seed; saves each (best epoch) model as a teacher."""
     import torch
     from transformers import (AutoModelForSequenceClassification, AutoModelForTokenClassification,
-                              DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer,
+                              DataCollatorForTokenClassification, DataCollatorWithPadding, EarlyStoppingCallback,
+                              Trainer,
                               TrainingArguments, set_seed)
 
     budget, tok = ctx["budget"], ctx["tokenizer"]
@@ -268,6 +274,7 @@ def run_single(seed: int, ctx: dict[str, Any]) -> dict[str, Any]:
                 model=model, args=args, train_dataset=prepared["train"], eval_dataset=prepared["val"],
                 data_collator=collator, processing_class=tok,
                 compute_metrics=lambda p, task=task: task.compute_metrics(p.predictions, p.label_ids),
+                callbacks=[EarlyStoppingCallback(early_stopping_patience=budget["baseline_patience"])],
             )
             _quiet(trainer)
             t0, c0 = time.perf_counter(), time.process_time()
@@ -371,7 +378,7 @@ def _scores(trainer: Any, ctx: dict[str, Any]) -> dict[str, float]:
 def _search(name: str, ctx: dict[str, Any]) -> dict[str, Any]:
     """Seed 0's hyperparameter search (cached as `<setup>-search.json`): short trials scored on held-out
     training rows by the worst task's difference to that seed's single-task models."""
-    from hf_mtl.search import default_search_space, worst_task_objective
+    from hf_mtl.search import default_search_space, trial_arguments, worst_task_objective
 
     path = ctx["cache_dir"] / f"{name}-search.json"
     cached = _load(path, ctx)
@@ -387,11 +394,13 @@ def _search(name: str, ctx: dict[str, Any]) -> dict[str, Any]:
                                model_init=True)
         t0, c0 = time.perf_counter(), time.process_time()
         best = trainer.hyperparameter_search(
-            backend="optuna", direction="maximize", hp_space=default_search_space, n_trials=budget["trials"],
+            backend="optuna", direction="maximize", hp_space=default_search_space([t.name for t in TASKS]),
+            n_trials=budget["trials"],
             compute_objective=worst_task_objective(reference=reference),
         )
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     payload = {"setup": name, "config": ctx["fingerprint"], "best_hyperparameters": dict(best.hyperparameters),
+               "best_arguments": trial_arguments(best.hyperparameters),
                "best_objective": best.objective, "trials": budget["trials"], "trial_epochs": budget["trial_epochs"],
                "search_seconds": seconds, "search_cpu_seconds": cpu, "reference_dev_scores": reference,
                "load_average_after": load_average()}
@@ -406,7 +415,7 @@ def run_mtl(name: str, seed: int, ctx: dict[str, Any]) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if setup.get("search"):
         search = _search(name, ctx)
-        overrides = {k: v for k, v in search["best_hyperparameters"].items()}
+        overrides = dict(search["best_arguments"])
         extra = {"search_seconds": search["search_seconds"], "hyperparameters": overrides, "trials": search["trials"]}
     with tempfile.TemporaryDirectory() as tmp:
         # evaluated once, after the last epoch (no selection on validation)
