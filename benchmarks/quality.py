@@ -531,7 +531,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     skipped[name] = str(err)
                     print(f"[{name} seed {seed}] skipped: {err}", flush=True)
                     break
-                result.update(setup=name, seed=seed, config=fingerprint, machine=info, load_average_before=load_before,
+                result.update(setup=name, seed=seed, config=fingerprint, machine=info, code=_code_version(),
+                              load_average_before=load_before,
                               load_average_after=load_average(), wall_seconds=time.perf_counter() - t0)
                 write_json("", result, str(path))
                 print(f"[{name} seed {seed}] {_fmt(result['scores'])} ({result['wall_seconds']:.0f}s, "
@@ -544,6 +545,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out = write_json(f"quality_{args.budget}", report, args.out)
     print(f"\nwrote {out}")
     return report
+
+
+def _code_version() -> str | None:
+    """The commit of the hf_mtl checkout that ran (results of different code versions may be mixed in a cache)."""
+    import subprocess
+
+    import hf_mtl
+
+    try:
+        return subprocess.run(["git", "-C", str(Path(hf_mtl.__file__).parent), "describe", "--always", "--dirty"],
+                              capture_output=True, text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def _fmt(scores: dict[str, float]) -> str:
