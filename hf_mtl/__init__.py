@@ -8,6 +8,7 @@ modeling code for environments without hf_mtl.
 from transformers import AutoConfig, AutoModel
 
 from .balancers import LossBalancer, StaticWeights, register_loss_balancer
+from .balancers_adaptive import FAMO, DynamicWeightAverage, UncertaintyWeighting
 from .collator import MultiTaskDataCollator
 from .configuration_multitask import MultiTaskConfig
 from .evaluation import MultiTaskPredictionOutput
@@ -23,7 +24,7 @@ from .modeling_multitask import (
 )
 from .pipeline import InvalidInputError, MultiTaskPipeline, register_pipeline
 from .preprocessing import prepare_dataset, prepare_datasets
-from .sampling import MultiTaskBatchSampler, MultiTaskDataset, register_sampling_strategy
+from .sampling import AnnealedBatchSampler, MultiTaskBatchSampler, MultiTaskDataset, register_sampling_strategy
 from .tasks import (
     SequenceClassificationTask,
     Task,
@@ -74,6 +75,10 @@ __all__ = [
     "MultiTaskTrainingArguments",
     "SequenceClassificationTask",
     "StaticWeights",
+    "UncertaintyWeighting",
+    "DynamicWeightAverage",
+    "FAMO",
+    "AnnealedBatchSampler",
     "Task",
     "TaskModelOutput",
     "TokenClassificationTask",

@@ -17,7 +17,7 @@ picks one, `loss_balancer_kwargs` holds its settings. `"static"` (`StaticWeights
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -53,6 +53,12 @@ class LossBalancer(torch.nn.Module, ABC):
     def settings(self) -> dict[str, Any]:
         """The balancer's settings (JSON values), as given to its constructor."""
         return {}
+
+    def end_step(self, reduce: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Called by the trainer after every optimizer step, on every process (default: nothing). A balancer
+        that adapts to the losses it saw (e.g. `"dwa"`, `"famo"`) updates its buffers here; `reduce(tensor)`
+        sums a tensor over processes (the identity in a single-process run), so every process keeps the same
+        state and a checkpoint (process 0's buffers) holds all of it."""
 
     def description(self) -> str:
         """One sentence for the model card saying how task losses are combined."""
@@ -173,6 +179,10 @@ def loss_balancers() -> list[str]:
 
 
 register_loss_balancer("static", StaticWeights)
+
+# the adaptive built-ins ("uncertainty", "dwa", "famo") register themselves; imported here so that every
+# import of the registry sees them (the module is complete by now, so the circular import is harmless)
+from . import balancers_adaptive  # noqa: E402,F401
 
 __all__ = [
     "LossBalancer",

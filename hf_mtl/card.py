@@ -429,7 +429,7 @@ def _task_infos(tasks: Sequence[Task], record: RunRecord, weights: Mapping[str, 
             task,
             num_train=record.train_sizes.get(task.name),
             num_eval=record.eval_sizes.get(task.name),
-            weight=weights.get(task.name, 1.0),
+            weight=round(float(weights.get(task.name, 1.0)), 4),  # learned weights: 4 decimals on the card
             batch_share=record.batch_shares.get(task.name),
             **extra,
         ))

@@ -1,5 +1,6 @@
 """`training_curves.png`: per-task training loss and per-task evaluation metric over steps, drawn from a
-Trainer's `state.log_history`, so people can look at a picture instead of reading logs."""
+Trainer's `state.log_history`, so people can look at a picture instead of reading logs; plus each task's loss
+weight when the loss balancer logged it (`<task>_loss_weight`: learned or adaptive balancers)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,19 @@ def extract_curves(
     return {k: v for k, v in losses.items() if v}, {k: v for k, v in metrics.items() if v}
 
 
+def extract_weights(log_history: Sequence[Mapping[str, Any]], task_names: Sequence[str]) -> dict[str, Curve]:
+    """Each task's loss weight over steps (`<task>_loss_weight` in training logs), keeping tasks with points."""
+    weights: dict[str, Curve] = {name: [] for name in task_names}
+    for entry in log_history:
+        step = entry.get("step")
+        if step is None:
+            continue
+        for name in task_names:
+            if f"{name}_loss_weight" in entry:
+                weights[name].append((step, float(entry[f"{name}_loss_weight"])))
+    return {k: v for k, v in weights.items() if v}
+
+
 def plot_training_curves(
     log_history: Sequence[Mapping[str, Any]],
     main_metrics: Mapping[str, str],
@@ -54,15 +68,17 @@ def plot_training_curves(
     *,
     title: str | None = None,
 ) -> Path:
-    """Draw the curves of `extract_curves` side by side and save them as a PNG at `path`."""
+    """Draw the curves of `extract_curves` side by side (and those of `extract_weights` when there are any)
+    and save them as a PNG at `path`."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)  # no display needed; a no-op when a backend is already chosen
     from matplotlib.figure import Figure  # Figure (not pyplot): no global state, safe in any thread
 
     losses, metrics = extract_curves(log_history, main_metrics)
-    figure = Figure(figsize=(11, 4.2), dpi=110, layout="constrained")
-    loss_ax, metric_ax = figure.subplots(1, 2)
+    weights = extract_weights(log_history, list(main_metrics))
+    figure = Figure(figsize=(16.5 if weights else 11, 4.2), dpi=110, layout="constrained")
+    loss_ax, metric_ax, *weight_ax = figure.subplots(1, 3 if weights else 2)
     for name, points in losses.items():
         steps, values = zip(*points)
         style = {"linestyle": "--", "color": "0.4", "linewidth": 1.2} if name == "all tasks" else {"linewidth": 1.8}
@@ -73,6 +89,13 @@ def plot_training_curves(
         style = {"linestyle": "--", "color": "0.4"} if name == "average" else {}
         metric_ax.plot(steps, values, marker="o", markersize=4, label=name, **style)
     metric_ax.set(title="Evaluation metric per task", xlabel="step", ylabel="score")
+    for ax in weight_ax:
+        for name, points in weights.items():
+            steps, values = zip(*points)
+            ax.plot(steps, values, label=name, linewidth=1.8)
+        ax.set(title="Loss weight per task", xlabel="step", ylabel="weight")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
     for ax, series in ((loss_ax, losses), (metric_ax, metrics)):
         ax.grid(True, alpha=0.3)
         if series:
@@ -87,4 +110,4 @@ def plot_training_curves(
     return path
 
 
-__all__ = ["PLOT_FILENAME", "extract_curves", "plot_training_curves"]
+__all__ = ["PLOT_FILENAME", "extract_curves", "extract_weights", "plot_training_curves"]

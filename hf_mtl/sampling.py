@@ -13,6 +13,11 @@ from (`task_order`) and the batch mix it converges to (`probabilities`):
 - `UniformBatchSampler` (`"uniform"`): each batch's task is drawn with equal probability.
 - `RoundRobinBatchSampler` (`"round_robin"`): tasks take turns; a task that runs out drops out until the
   epoch ends.
+- `AnnealedBatchSampler` (`"annealed"`, Stickland & Murray 2019): p_i proportional to n_i^alpha, alpha going
+  from 1 (proportional) towards 0.2 (nearly uniform) over the run.
+
+With `all_tasks_per_step=True` the sampler ignores the strategy's order: every optimizer step gets one batch
+of every task on every process (`_all_tasks_order`), each task serving its batches in turn.
 
 Strategies are registered by name (`register_sampling_strategy`), which is what
 `MultiTaskTrainingArguments.task_sampling_strategy`, checkpoints and cards carry.
@@ -151,6 +156,13 @@ class MultiTaskBatchSampler(Sampler[list[int]], ABC):
         group_by_length: group examples of similar length within a task to cut padding.
         drop_last: drop each task's last incomplete batch.
         seed: base seed; the order is a pure function of `(seed, epoch)`.
+        all_tasks_per_step: every optimizer step holds one batch of each task (in task order, on every
+            process): the epoch is cut into rounds of `len(task_names) * num_processes` batches, each task's
+            batch repeated once per process (accelerate deals batch i to process i % num_processes), and has
+            a whole number of optimizer steps (`rounds_per_step` rounds each). Only strategies with
+            `fits_all_tasks_per_step` (their order is replaced) accept it.
+        num_processes, rounds_per_step: processes of the run and rounds per optimizer step (the user's
+            gradient accumulation), for `all_tasks_per_step`.
 
     No `batch_size` attribute is exposed on purpose: accelerate then treats batches as variable-sized
     lists and gives whole batches to each process, instead of re-slicing them across tasks.
@@ -167,6 +179,9 @@ class MultiTaskBatchSampler(Sampler[list[int]], ABC):
         drop_last: bool = False,
         seed: int = 0,
         task_names: Sequence[str] | None = None,
+        all_tasks_per_step: bool = False,
+        num_processes: int = 1,
+        rounds_per_step: int = 1,
     ):
         if isinstance(task_sizes, MultiTaskDataset):
             task_names = task_names or task_sizes.task_names
@@ -199,6 +214,19 @@ class MultiTaskBatchSampler(Sampler[list[int]], ABC):
         self.epoch = 0
         self.run_length = RunLength()
         self.offsets = np.concatenate(([0], np.cumsum(self.task_sizes)))[:-1].tolist()
+        self.all_tasks_per_step = bool(all_tasks_per_step)
+        self.num_processes, self.rounds_per_step = int(num_processes), int(rounds_per_step)
+        if self.all_tasks_per_step and not self.fits_all_tasks_per_step:
+            raise ValueError(
+                f"all_tasks_per_step=True gives every optimizer step one batch of each task, which replaces the task "
+                f"order of task_sampling_strategy={self.strategy!r}; use 'proportional' (the default) or "
+                "'round_robin', or turn all_tasks_per_step off to sample tasks this way."
+            )
+        if self.num_processes < 1 or self.rounds_per_step < 1:
+            raise ValueError(f"num_processes and rounds_per_step must be >= 1, got {num_processes}, {rounds_per_step}.")
+
+    #: whether `all_tasks_per_step` may replace this strategy's order (it has no effect of its own on the mix)
+    fits_all_tasks_per_step = False
 
     # ------------------------------------------------------------------ what a strategy implements
     @abstractmethod
@@ -259,11 +287,37 @@ class MultiTaskBatchSampler(Sampler[list[int]], ABC):
         return [max(1, rounding(n / self._batch_size)) for n in self.examples_per_epoch()]
 
     def __len__(self) -> int:
-        return int(sum(self.batches_per_task()))
+        total = int(sum(self.batches_per_task()))
+        if self.all_tasks_per_step:  # whole optimizer steps of whole rounds
+            step = len(self.task_sizes) * self.num_processes * self.rounds_per_step
+            return -(-total // step) * step
+        return total
+
+    def batch_shares(self) -> np.ndarray:
+        """The share of batches each task gets in this run: `probabilities()`, or equal shares with
+        `all_tasks_per_step`."""
+        if self.all_tasks_per_step:
+            return _normalised(np.ones(len(self.task_sizes), dtype=np.float64))
+        return self.probabilities()
+
+    def _all_tasks_order(self) -> Iterator[int]:
+        """`all_tasks_per_step`: rounds of every task in turn, each repeated once per process."""
+        n_tasks = len(self.task_sizes)
+        for _ in range(len(self) // (n_tasks * self.num_processes)):
+            for task in range(n_tasks):
+                for _ in range(self.num_processes):
+                    yield task
+
+    def _step_settings(self) -> dict[str, Any]:
+        # only when on, so that checkpoints written before the option existed still match
+        if not self.all_tasks_per_step:
+            return {}
+        return {"all_tasks_per_step": True, "num_processes": self.num_processes, "rounds_per_step": self.rounds_per_step}
 
     def settings(self) -> dict[str, Any]:
         """Everything that, with the epoch, determines the batch order (a resumed run must see the same)."""
         return {
+            **self._step_settings(),
             "task_names": list(self.task_names),
             "task_sizes": list(self.task_sizes),
             "batch_size": self._batch_size,
@@ -278,12 +332,18 @@ class MultiTaskBatchSampler(Sampler[list[int]], ABC):
     def describe(self) -> dict[str, Any]:
         """For logs and the model card: the strategy's name, its settings, and a sentence describing it."""
         description = self.strategy_description()
+        if self.all_tasks_per_step:
+            description = (
+                "Every optimizer step accumulates one batch of each task, tasks in turn (`all_tasks_per_step`), so "
+                "every task gets the same number of batches."
+            )
         if self.max_examples_per_task:
             description += f" Each task contributes at most {self.max_examples_per_task} examples per epoch."
         return {
             "name": self.strategy,
             "settings": {
                 **self.strategy_settings(),
+                **self._step_settings(),
                 "max_examples_per_task": self.max_examples_per_task,
                 "group_by_length": self.group_by_length,
                 "drop_last": self.drop_last,
@@ -328,7 +388,7 @@ class MultiTaskBatchSampler(Sampler[list[int]], ABC):
         n_tasks, expected = len(self.task_sizes), len(self)
         streams = [self._task_stream(t) for t in range(n_tasks)]
         count = 0
-        for task in self.task_order():
+        for task in self._all_tasks_order() if self.all_tasks_per_step else self.task_order():
             if not 0 <= task < n_tasks:
                 raise ValueError(
                     f"Sampling strategy {self.strategy!r} chose task {task} for batch {count} of epoch {self.epoch}; "
@@ -350,6 +410,8 @@ def _normalised(weights: np.ndarray) -> np.ndarray:
 class ProportionalBatchSampler(MultiTaskBatchSampler):
     """`"proportional"`: every batch of every task once per epoch, in random order."""
 
+    fits_all_tasks_per_step = True
+
     def task_order(self) -> np.ndarray:
         owners = np.concatenate([np.full(n, t) for t, n in enumerate(self.batches_per_task())])
         return self.rng(2).permutation(owners)
@@ -363,6 +425,8 @@ class ProportionalBatchSampler(MultiTaskBatchSampler):
 
 class RoundRobinBatchSampler(MultiTaskBatchSampler):
     """`"round_robin"`: tasks take turns; a task that runs out drops out until the epoch ends."""
+
+    fits_all_tasks_per_step = True
 
     def task_order(self) -> Iterator[int]:
         counts = self.batches_per_task()
@@ -429,6 +493,68 @@ class UniformBatchSampler(DrawnTaskBatchSampler):
         return "Every task is drawn equally often, whatever its size (`uniform`)."
 
 
+class AnnealedBatchSampler(MultiTaskBatchSampler):
+    """`"annealed"`: annealed sampling (Stickland & Murray, 2019): each batch's task drawn with p_i
+    proportional to n_i^alpha, n_i the task's examples per epoch, alpha moving linearly with the run's
+    progress (`progress()`, so it works with epochs and with `max_steps`) from `alpha_start` (1: proportional)
+    to `alpha_end` (0.2: nearly uniform). The paper's alpha = 1 - 0.8 (e - 1) / (E - 1) steps once per epoch;
+    here it moves every batch. While the run's length is unknown alpha stays at `alpha_start`.
+
+    Args:
+        alpha_start, alpha_end: alpha at the start and at the end of the run (>= 0).
+    """
+
+    def __init__(self, *args: Any, alpha_start: float = 1.0, alpha_end: float = 0.2, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        for key, value in (("alpha_start", alpha_start), ("alpha_end", alpha_end)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"task_sampling_kwargs[{key!r}] = {value!r}; expected a number >= 0.")
+        self.alpha_start, self.alpha_end = float(alpha_start), float(alpha_end)
+
+    def alpha(self, progress: float | None) -> float:
+        """alpha at a point of the run (`progress` from 0 to 1; None: `alpha_start`)."""
+        if progress is None:
+            return self.alpha_start
+        return self.alpha_start + (self.alpha_end - self.alpha_start) * progress
+
+    def probabilities_at(self, alpha: float | np.ndarray) -> np.ndarray:
+        """p_i proportional to n_i^alpha (one row per alpha for an array)."""
+        sizes = np.asarray(self.examples_per_epoch(), dtype=np.float64)
+        weights = sizes[None, :] ** np.atleast_1d(np.asarray(alpha, dtype=np.float64))[:, None]
+        shares = weights / weights.sum(axis=1, keepdims=True)
+        return shares[0] if np.ndim(alpha) == 0 else shares
+
+    def task_order(self) -> np.ndarray:
+        count = len(self)
+        progress = [self.progress(i) for i in range(count)]
+        alphas = np.array([self.alpha(p) for p in progress])
+        cumulative = np.cumsum(self.probabilities_at(alphas), axis=1)
+        draws = self.rng(4).random(count)
+        return np.minimum((draws[:, None] >= cumulative).sum(axis=1), len(self.task_sizes) - 1)
+
+    def probabilities(self) -> np.ndarray:
+        # the mix over the whole run: alpha moves evenly from start to end
+        return self.probabilities_at(np.linspace(self.alpha_start, self.alpha_end, 101)).mean(axis=0)
+
+    def strategy_settings(self) -> dict[str, Any]:
+        return {
+            "alpha_start": self.alpha_start,
+            "alpha_end": self.alpha_end,
+            "total_batches": self.run_length.total_batches(len(self)),
+        }
+
+    def strategy_description(self) -> str:
+        total = self.run_length.total_batches(len(self))
+        start, end = (np.round(self.probabilities_at(a), 3).tolist() for a in (self.alpha_start, self.alpha_end))
+        names = ", ".join(self.task_names)
+        over = f"over the run's {total} batches" if total else "over the run (its length was not known: alpha stayed at the start)"
+        return (
+            "Tasks are drawn with probability proportional to n^alpha, n being the task's number of training "
+            f"examples, alpha annealed linearly from {self.alpha_start:g} to {self.alpha_end:g} {over} (`annealed`, "
+            f"Stickland & Murray 2019): shares of ({names}) from {start} to {end}."
+        )
+
+
 # ---------------------------------------------------------------------------- registry
 _STRATEGIES: Registry[type[MultiTaskBatchSampler]] = Registry(
     "task sampling strategy", MultiTaskBatchSampler, "register_sampling_strategy"
@@ -460,8 +586,10 @@ register_sampling_strategy("proportional", ProportionalBatchSampler)
 register_sampling_strategy("temperature", TemperatureBatchSampler)
 register_sampling_strategy("uniform", UniformBatchSampler)
 register_sampling_strategy("round_robin", RoundRobinBatchSampler)
+register_sampling_strategy("annealed", AnnealedBatchSampler)
 
 __all__ = [
+    "AnnealedBatchSampler",
     "DrawnTaskBatchSampler",
     "MultiTaskBatchSampler",
     "MultiTaskDataset",

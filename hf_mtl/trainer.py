@@ -4,9 +4,11 @@ What it adds to the plain Trainer, and nothing more:
 - datasets are dicts keyed by task name; raw ones are tokenized and label-aligned (`prepare_datasets`);
 - training batches come from the batch sampler of the chosen task sampling strategy (`hf_mtl.sampling`:
   one task per batch), wired in `get_train_dataloader`;
+- with `all_tasks_per_step`, every optimizer step accumulates one batch of each task (`_all_tasks_args`:
+  the Trainer's gradient accumulation becomes the arguments' own times the number of tasks);
 - each training batch's head loss (a per-batch mean) goes through the loss balancer (`hf_mtl.balancers`;
-  by default the task's static weight), whose parameters, if any, join the optimizer; logs carry each task's
-  running loss as `<task>_loss`;
+  by default the task's static weight), whose parameters, if any, join the optimizer and which hears of
+  every optimizer step (`LossBalancer.end_step`); logs carry each task's running loss as `<task>_loss`;
 - `run_record` keeps the facts of the run the model card shows (data sizes, batch mix, sampling strategy,
   loss balancer);
 - `evaluate()` scores every task with its own metrics (`eval_<task>_<metric>`) and adds `eval_average`
@@ -26,6 +28,7 @@ What it adds to the plain Trainer, and nothing more:
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import json
@@ -121,6 +124,7 @@ class _MultiTaskStateCallback(TrainerCallback):
     def on_optimizer_step(self, args, state, control, **kwargs):
         # the Trainer zeroes the model's gradients only; the balancer sits outside the model
         self._trainer().loss_balancer.zero_grad(set_to_none=True)
+        self._trainer()._end_loss_balancer_step()
 
     def on_train_end(self, args, state, control, **kwargs):
         self._trainer()._record_loss_balancer()
@@ -200,6 +204,10 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         )
         if data_collator is None:
             data_collator = MultiTaskDataCollator(processing_class, self.tasks)
+        # rounds of one batch per task in an optimizer step (the arguments' own gradient accumulation)
+        self._rounds_per_step = getattr(args, "_rounds_per_step", args.gradient_accumulation_steps)
+        if args.all_tasks_per_step:
+            args = self._all_tasks_args(args, self._rounds_per_step * len(self.train_datasets or self.tasks))
         if getattr(args, "ddp_find_unused_parameters", None) is None:
             # Heads a step does not use take part through `_unused_heads_term` instead of DDP's graph scan.
             args.ddp_find_unused_parameters = False
@@ -230,6 +238,17 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
     def task_weights(self) -> dict[str, float]:
         """The weight each task's training loss currently gets from the loss balancer."""
         return self.loss_balancer.current_weights()
+
+    @staticmethod
+    def _all_tasks_args(args: TrainingArguments, batches_per_step: int) -> TrainingArguments:
+        """`all_tasks_per_step`: a copy of the arguments (the caller's stay as given) whose gradient accumulation
+        is `batches_per_step` (their own times the number of tasks), so the Trainer's loop takes one batch of
+        every task per optimizer step, divides each batch's loss by that count (the logged loss stays a mean per
+        batch) and counts steps, epochs and skipped batches on resume accordingly."""
+        copied = copy.copy(args)
+        copied._rounds_per_step = getattr(args, "_rounds_per_step", args.gradient_accumulation_steps)
+        copied.gradient_accumulation_steps = batches_per_step
+        return copied
 
     @staticmethod
     def _check_evaluation_args(args: TrainingArguments) -> None:
@@ -288,6 +307,9 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             group_by_length=bool(args.group_by_length) or args.train_sampling_strategy == "group_by_length",
             drop_last=args.dataloader_drop_last,
             seed=args.data_seed if args.data_seed is not None else args.seed,
+            all_tasks_per_step=bool(args.all_tasks_per_step),
+            num_processes=args.world_size,
+            rounds_per_step=self._rounds_per_step,
             **strategy.strategy_kwargs(args),
         )
 
@@ -310,7 +332,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             raise ValueError("MultiTaskTrainer: training requires a train_dataset.")
         sampler = self.make_batch_sampler(self.train_dataset)
         self._train_batch_sampler = sampler
-        self.run_record.batch_shares = dict(zip(sampler.task_names, (float(p) for p in sampler.probabilities())))
+        self.run_record.batch_shares = dict(zip(sampler.task_names, (float(p) for p in sampler.batch_shares())))
         self.run_record.sampling = sampler.describe()
         loader = DataLoader(self.train_dataset, batch_sampler=sampler, **self._loader_params())
         return self.accelerator.prepare(loader)
@@ -436,6 +458,15 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             param.grad = flat[offset : offset + size].view_as(param).to(param.dtype).clone() if count else None
             offset += size
 
+    def _end_loss_balancer_step(self) -> None:
+        """After each optimizer step: the balancer updates what it follows (`LossBalancer.end_step`), with
+        tensors summed over processes."""
+        if self.args.world_size > 1:
+            reduce = lambda t: self.accelerator.reduce(t, reduction="sum")  # noqa: E731
+        else:
+            reduce = lambda t: t  # noqa: E731
+        self.loss_balancer.end_step(reduce)
+
     def _record_loss_balancer(self) -> None:
         self.run_record.loss_balancer = self.loss_balancer.describe()
 
@@ -497,6 +528,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
                     batches_per_step=self.args.gradient_accumulation_steps * self.args.world_size,
                 )
             )
+            self.run_record.sampling = self._train_batch_sampler.describe()  # a schedule knows its length now
 
     def _set_sampler_epoch(self, state: Any) -> None:
         """Select the epoch's batch order on the sampler itself: accelerate's `set_epoch` does not reach it

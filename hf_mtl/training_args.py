@@ -29,7 +29,8 @@ class MultiTaskTrainingArguments(TrainingArguments):
         default="proportional",
         metadata={
             "help": "How batches are spread over tasks: 'proportional' (to task size), 'temperature' "
-            "(p_i ~ n_i^(1/T)), 'uniform', 'round_robin', or another registered strategy "
+            "(p_i ~ n_i^(1/T)), 'uniform', 'round_robin', 'annealed' (p_i ~ n_i^alpha, alpha from 1 to 0.2 over "
+            "the run), or another registered strategy "
             "(register_sampling_strategy) or a 'module:ClassName' path."
         },
     )
@@ -51,13 +52,23 @@ class MultiTaskTrainingArguments(TrainingArguments):
     loss_balancer: str | type[LossBalancer] = field(
         default="static",
         metadata={
-            "help": "How task losses are combined: 'static' (times task_weights), another registered balancer "
+            "help": "How task losses are combined: 'static' (times task_weights), 'uncertainty' (learned, Kendall "
+            "et al.), 'dwa' (Dynamic Weight Average), 'famo' (needs all_tasks_per_step), another registered balancer "
             "(register_loss_balancer) or a 'module:ClassName' path."
         },
     )
     loss_balancer_kwargs: dict[str, Any] | str | None = field(
         default=None,
         metadata={"help": "Settings of the loss balancer (its constructor's keyword arguments), as a dict or JSON object string."},
+    )
+    all_tasks_per_step: bool = field(
+        default=False,
+        metadata={
+            "help": "Every optimizer step accumulates one batch of each task (batches still hold one task), so "
+            "balancers that need every task's loss each step (famo) see them all. The trainer then accumulates "
+            "gradient_accumulation_steps x number-of-tasks batches per step; the sampling strategy must be "
+            "'proportional' (the default) or 'round_robin', whose order it replaces."
+        },
     )
     group_by_length: bool = field(
         default=False,

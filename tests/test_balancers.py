@@ -4,6 +4,7 @@ learned balancer (docs/extending.md's example): optimizer, logs, checkpoints, re
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -233,3 +234,139 @@ def test_a_balancer_with_non_tensor_state_cannot_be_checkpointed(tmp_path, three
     with pytest.raises(TypeError, match=r"non-tensor state \['_extra_state'\].*safetensors only"):
         trainer.train()
     assert isinstance(trainer.loss_balancer, LossBalancer)
+
+
+# ---------------------------------------------------------------------------- uncertainty, dwa, famo
+from hf_mtl.balancers_adaptive import FAMO, DynamicWeightAverage, UncertaintyWeighting  # noqa: E402
+
+TASKS = ["sentiment", "topic", "ner"]
+
+
+def _identity(tensor):
+    return tensor
+
+
+def test_uncertainty_is_kendall_s_simplified_form_in_its_own_param_group():
+    balancer = UncertaintyWeighting(["a", "b"], init=0.5, lr=0.02)
+    loss = torch.tensor(2.0, requires_grad=True)
+    torch.testing.assert_close(balancer({"b": loss}), torch.exp(torch.tensor(-0.5)) * 2.0 + 0.5)
+    (group,) = balancer.param_groups()
+    assert group["lr"] == 0.02 and group["weight_decay"] == 0.0 and group["params"] == [balancer.log_variance]
+    assert "lr" not in UncertaintyWeighting(["a"], lr=None).param_groups()[0]
+    assert balancer.current_weights() == pytest.approx({"a": math.exp(-0.5), "b": math.exp(-0.5)})
+
+
+def test_dwa_weights_follow_the_ratio_of_the_last_two_windows():
+    balancer = DynamicWeightAverage(["a", "b"], temperature=2.0, window_steps=2)
+    # windows of 2 steps; a's loss halves between windows, b's stays
+    for step_losses in ([4.0, 1.0], [4.0, 1.0], [2.0, 1.0], [2.0, 1.0]):
+        assert balancer.current_weights() == {"a": 1.0, "b": 1.0} or balancer.steps >= 4
+        for name, value in zip("ab", step_losses):
+            balancer({name: torch.tensor(value, requires_grad=True)})
+        balancer.end_step(_identity)
+    ratio = torch.tensor([0.5, 1.0])
+    expected = 2 * torch.softmax(ratio / 2.0, dim=0)
+    assert balancer.current_weights() == pytest.approx(dict(zip("ab", expected.tolist())))
+    weighted = balancer({"b": torch.tensor(3.0, requires_grad=True)})
+    assert weighted.item() == pytest.approx(3.0 * expected[1].item())
+    # summed over 2 processes: the same means, so the same weights
+    twice = DynamicWeightAverage(["a", "b"], temperature=2.0, window_steps=2)
+    for step_losses in ([4.0, 1.0], [4.0, 1.0], [2.0, 1.0], [2.0, 1.0]):
+        for name, value in zip("ab", step_losses):
+            twice({name: torch.tensor(value)})
+        twice.end_step(lambda t: t * 2)
+    torch.testing.assert_close(twice.weight, balancer.weight)
+    with pytest.raises(ValueError, match=r"loss_balancer_kwargs\['window_steps'\] = 0"):
+        DynamicWeightAverage(["a"], window_steps=0)
+
+
+def test_famo_logits_take_the_reference_adam_step_on_the_change_of_log_losses():
+    steps = [[1.0, 2.0, 0.5], [0.9, 1.5, 0.5], [0.7, 1.4, 0.45], [0.6, 1.45, 0.3]]
+    balancer = FAMO(["a", "b", "c"], gamma=0.01, w_lr=0.025)
+    # the reference update (Cranial-XIX/FAMO `FAMO.update`): Adam on w with weight decay gamma, the gradient
+    # being d softmax(w) / d w applied to delta = log(previous loss) - log(current loss)
+    w = torch.zeros(3, requires_grad=True)
+    w_opt = torch.optim.Adam([w], lr=0.025, weight_decay=0.01)
+    previous = None
+    for losses in steps:
+        assert sum(balancer.current_weights().values()) == pytest.approx(3.0)
+        for name, value in zip("abc", losses):
+            balancer({name: torch.tensor(value, requires_grad=True)})
+        balancer.end_step(_identity)
+        current = torch.tensor(losses)
+        if previous is not None:
+            delta = torch.log(previous + 1e-8) - torch.log(current + 1e-8)
+            (d,) = torch.autograd.grad(torch.softmax(w, -1), w, grad_outputs=delta)
+            w_opt.zero_grad()
+            w.grad = d
+            w_opt.step()
+        previous = current
+        torch.testing.assert_close(balancer.logits, w.detach(), rtol=1e-5, atol=1e-6)
+    # the next step's weights: n * (z / L) / sum(z / L), the direction of the reference's weighted log-loss
+    z = torch.softmax(w.detach(), -1)
+    expected = 3 * (z / previous) / (z / previous).sum()
+    assert balancer.current_weights() == pytest.approx(dict(zip("abc", expected.tolist())), rel=1e-5)
+    assert set(balancer.state_dict()) >= {"logits", "exp_avg", "exp_avg_sq", "adam_steps", "previous_losses", "weight"}
+
+
+def test_famo_needs_every_task_in_every_step(tmp_path, three_tasks, tokenizer):
+    with pytest.raises(ValueError, match=r"loss_balancer='famo' needs every task's loss .* set all_tasks_per_step=True"):
+        _trainer(tmp_path, three_tasks, tokenizer, loss_balancer="famo")
+
+
+def test_all_tasks_per_step_accumulates_one_batch_per_task_and_logs_their_mean(tmp_path, three_tasks, tokenizer):
+    args = _args(tmp_path, all_tasks_per_step=True, gradient_accumulation_steps=2, max_steps=2)
+    trainer = MultiTaskTrainer(model=make_model(three_tasks), args=args, train_dataset=raw_datasets(),
+                               processing_class=tokenizer)
+    assert trainer.args.gradient_accumulation_steps == 6 and args.gradient_accumulation_steps == 2  # caller's kept
+    seen = []
+    original = trainer.compute_loss
+
+    def recording(model, inputs, *a, **k):
+        seen.append(inputs["task_name"])
+        return original(model, inputs, *a, **k)
+
+    trainer.compute_loss = recording
+    trainer.train()
+    assert seen == TASKS * 4  # 2 steps x 2 rounds x every task
+    logs = [e for e in trainer.state.log_history if "loss" in e and "train_runtime" not in e]
+    for entry in logs:  # the logged loss is the mean over the step's batches, not their sum
+        assert entry["loss"] == pytest.approx(sum(entry[f"{t}_loss"] for t in TASKS) / 3, rel=1e-4)
+    assert trainer.run_record.batch_shares == pytest.approx({t: 1 / 3 for t in TASKS})
+    assert "all_tasks_per_step" in trainer.run_record.sampling["description"]
+    # a second trainer built from the trainer's own arguments does not multiply again
+    again = MultiTaskTrainer(model=make_model(three_tasks), args=trainer.args, train_dataset=raw_datasets(),
+                             processing_class=tokenizer)
+    assert again.args.gradient_accumulation_steps == 6
+
+
+@pytest.mark.parametrize(
+    "balancer, kwargs",
+    [("uncertainty", {"lr": 0.05}), ("dwa", {"window_steps": 1}), ("famo", {"w_lr": 0.1})],
+)
+def test_adaptive_balancers_log_their_weights_and_resume_identically(tmp_path, three_tasks, tokenizer, balancer, kwargs):
+    overrides = dict(loss_balancer=balancer, loss_balancer_kwargs=kwargs, all_tasks_per_step=True,
+                     save_strategy="steps", save_steps=2, max_steps=4)
+    full = _trainer(tmp_path / "full", three_tasks, tokenizer, **overrides)
+    full.train()
+    logs = [e for e in full.state.log_history if "loss" in e and "train_runtime" not in e]
+    final = full.loss_balancer.current_weights()
+    assert {t: logs[-1][f"{t}_loss_weight"] for t in TASKS} == pytest.approx(final, abs=1e-6)
+    assert final != pytest.approx({t: 1.0 for t in TASKS}), "the weights never moved"
+    record = full.run_record.loss_balancer
+    assert record["name"] == balancer and record["weights"] == final
+    assert f"`{balancer}`" in record["description"]
+    checkpoint = tmp_path / "full" / "out" / "checkpoint-2"
+    assert set(load_file(checkpoint / LOSS_BALANCER_STATE_NAME)) == set(full.loss_balancer.state_dict())
+
+    resumed = _trainer(tmp_path / "resumed", three_tasks, tokenizer, **overrides)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    for name, value in full.loss_balancer.state_dict().items():
+        torch.testing.assert_close(resumed.loss_balancer.state_dict()[name], value, msg=name)
+    resumed_logs = {e["step"]: e for e in resumed.state.log_history if "loss" in e and "train_runtime" not in e}
+    for entry in logs[2:]:
+        for key in ["loss", *(f"{t}_loss_weight" for t in TASKS)]:
+            assert resumed_logs[entry["step"]][key] == pytest.approx(entry[key], rel=1e-5), (entry["step"], key)
+    full_weights, resumed_weights = full.model.state_dict(), resumed.model.state_dict()
+    for name, value in full_weights.items():
+        torch.testing.assert_close(resumed_weights[name], value, msg=name)

@@ -18,7 +18,7 @@ from hf_mtl.card import (
     template_text,
     write_model_card,
 )
-from hf_mtl.plots import extract_curves, plot_training_curves
+from hf_mtl.plots import extract_curves, extract_weights, plot_training_curves
 from hf_mtl.tasks import SequenceClassificationTask, TokenClassificationTask
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,6 +206,37 @@ def test_plot_training_curves_writes_a_png(tmp_path, history):
     path = plot_training_curves(history, {"sentiment": "accuracy", "ner": "f1"}, tmp_path / "sub" / "curves.png")
     data = path.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+
+
+def test_logged_loss_weights_get_their_own_panel(tmp_path):
+    history = [dict(e) for e in HISTORY]
+    history[0].update(sentiment_loss_weight=1.0, ner_loss_weight=1.0)
+    history[3].update(sentiment_loss_weight=1.4, ner_loss_weight=0.6)
+    assert extract_weights(history, ["sentiment", "ner"]) == {
+        "sentiment": [(10, 1.0), (30, 1.4)], "ner": [(10, 1.0), (30, 0.6)]
+    }
+    assert extract_weights(HISTORY, ["sentiment", "ner"]) == {}  # static weights are not logged: no panel
+    widths = []
+    for name, entries in (("with", history), ("without", HISTORY)):
+        data = plot_training_curves(entries, {"sentiment": "accuracy", "ner": "f1"}, tmp_path / f"{name}.png").read_bytes()
+        widths.append(int.from_bytes(data[16:20], "big"))  # PNG IHDR width
+    assert widths[0] > widths[1] * 1.3
+
+
+def test_card_states_an_adaptive_balancer_its_settings_and_final_weights():
+    import torch
+
+    from hf_mtl.balancers_adaptive import DynamicWeightAverage
+
+    balancer = DynamicWeightAverage(["sentiment", "ner"], temperature=3.0, window_steps=10)
+    balancer.weight.copy_(torch.tensor([1.23456, 0.76544]))
+    tasks = make_info().tasks
+    tasks[1].weight = round(0.76544, 4)
+    body = render_model_card(make_info(loss_balancer=balancer.describe(), tasks=tasks)).split("---", 2)[2]
+    text = " ".join(body.split())
+    assert "Dynamic Weight Average (`dwa`, Liu et al. 2019): every 10 optimizer steps" in text
+    assert "T = 3; weights at the time: sentiment 1.23, ner 0.765." in text
+    assert "| `ner` | 300 | 75.0% | 0.7654 |" in body
 
 
 # ---------------------------------------------------------------------------- quickstart data

@@ -213,3 +213,34 @@ def test_learned_balancer_gradients_are_averaged_over_ranks(ddp_learned_run):
     checkpoint = out / "run" / "checkpoint-4"
     saved = load_file(checkpoint / "loss_balancer.safetensors")["log_scale"].tolist()
     assert saved == pytest.approx(ranks[0]["balancer_final"]["log_scale"])
+
+
+@pytest.fixture(scope="module")
+def ddp_all_tasks_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp_all_tasks")
+    result = launch(out, "--loss-balancer", "famo", "--all-tasks-per-step")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return out, [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+
+
+def test_all_tasks_per_step_under_ddp_every_rank_every_task_one_famo_state(ddp_all_tasks_run):
+    """all_tasks_per_step with FAMO on 2 ranks: each rank trains one batch of every task per step, in the same
+    task order, on different examples; the logged loss is the mean over ranks and batches (not a sum); FAMO's
+    state (updated from losses summed over ranks) and the weights stay identical on both ranks."""
+    out, ranks = ddp_all_tasks_run
+    names = [t.name for t in mtl_fixture.tasks()]
+    for rank in ranks:
+        assert [x["task"] for x in rank["losses"]] == names * MAX_STEPS
+        assert [x["step"] for x in rank["losses"]] == [s for s in range(1, MAX_STEPS + 1) for _ in names]
+    first, second = (rank["batches"][: MAX_STEPS * len(names)] for rank in ranks)
+    assert [b["task"] for b in first] == [b["task"] for b in second]
+    assert all(a["indices"] != b["indices"] for a, b in zip(first, second))
+    logged = {e["step"]: e for e in ranks[0]["log_history"] if "loss" in e and "train_runtime" not in e}
+    for step in range(1, MAX_STEPS + 1):
+        losses = [x["loss"] for rank in ranks for x in rank["losses"] if x["step"] == step]
+        assert logged[step]["loss"] == pytest.approx(sum(losses) / len(losses), rel=1e-4), step
+    assert ranks[0]["balancer_final"] == ranks[1]["balancer_final"]
+    assert ranks[0]["balancer_final"]["logits"] != [0.0] * len(names), "FAMO's logits never moved"
+    final = [load_file(out / f"rank{r}_final.safetensors") for r in range(2)]
+    for name in final[0]:
+        assert torch.equal(final[0][name], final[1][name]), name

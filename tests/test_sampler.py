@@ -432,3 +432,88 @@ def test_task_sampling_kwargs_reach_the_strategy(tmp_path, three_tasks, tokenize
     assert trainer.make_batch_sampler(trainer.train_dataset).temperature == 5.0
     with pytest.raises(ValueError, match="task_sampling_kwargs must be a JSON object"):
         MultiTaskTrainingArguments(output_dir=str(tmp_path), task_sampling_kwargs="[1, 2")
+
+
+# ---------------------------------------------------------------------------- all tasks per optimizer step
+@settings(max_examples=40, deadline=None)
+@given(
+    sizes=st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=4),
+    batch_size=st.integers(1, 6),
+    processes=st.integers(1, 3),
+    rounds=st.integers(1, 3),
+    strategy=st.sampled_from(["proportional", "round_robin"]),
+    seed=st.integers(0, 1000),
+)
+def test_all_tasks_per_step_gives_every_process_one_batch_of_each_task_per_round(
+    sizes, batch_size, processes, rounds, strategy, seed
+):
+    sampler = make_sampler(sizes, batch_size, strategy, seed=seed, all_tasks_per_step=True,
+                           num_processes=processes, rounds_per_step=rounds)
+    n = len(sizes)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) and len(sampler) % (n * processes * rounds) == 0
+    assert len(sampler) >= sum(make_sampler(sizes, batch_size).batches_per_task())  # no batch of an epoch lost
+    for process in range(processes):  # accelerate deals batch i to process i % processes
+        mine = batches[process::processes]
+        tasks = [{_task_of(i, sizes) for i in batch} for batch in mine]
+        assert all(len(t) == 1 for t in tasks)  # still one task per batch
+        order = [t.pop() for t in tasks]
+        assert order == list(range(n)) * (len(mine) // n)  # every task once per round, same order everywhere
+    assert list(sampler) == batches  # a pure function of seed and epoch
+    assert np.allclose(sampler.batch_shares(), 1 / n)
+    assert sampler.settings()["all_tasks_per_step"] is True
+
+
+def test_all_tasks_per_step_refuses_strategies_whose_order_it_would_replace():
+    with pytest.raises(ValueError, match=r"replaces the task order of task_sampling_strategy='temperature'"):
+        make_sampler([4, 4], 2, "temperature", all_tasks_per_step=True)
+    with pytest.raises(ValueError, match=r"'annealed'"):
+        make_sampler([4, 4], 2, "annealed", all_tasks_per_step=True)
+    # off, the settings are those of checkpoints written before the option existed
+    assert "all_tasks_per_step" not in make_sampler([4, 4], 2).settings()
+
+
+# ---------------------------------------------------------------------------- annealed sampling
+def test_annealed_probabilities_move_from_proportional_towards_uniform():
+    sizes = [400, 100, 25]
+    sampler = make_sampler(sizes, 1, "annealed")
+    assert "annealed" in sampling_strategies()
+    np.testing.assert_allclose(sampler.probabilities_at(1.0), np.array(sizes) / sum(sizes))
+    end = sampler.probabilities_at(0.2)
+    np.testing.assert_allclose(end, np.array(sizes) ** 0.2 / (np.array(sizes) ** 0.2).sum())
+    assert sampler.alpha(None) == 1.0 and sampler.alpha(0.5) == pytest.approx(0.6) and sampler.alpha(1.0) == pytest.approx(0.2)
+    shares = sampler.probabilities()  # the mix over the whole run: between the two
+    assert shares[2] > sizes[2] / sum(sizes) and shares[2] < end[2] and shares.sum() == pytest.approx(1.0)
+    custom = make_sampler(sizes, 1, "annealed", alpha_start=0.5, alpha_end=0.0)
+    np.testing.assert_allclose(custom.probabilities_at(custom.alpha(1.0)), [1 / 3] * 3)
+    with pytest.raises(ValueError, match=r"task_sampling_kwargs\['alpha_end'\] = -1"):
+        make_sampler(sizes, 1, "annealed", alpha_end=-1)
+
+
+def test_annealed_draws_follow_the_schedule_over_the_run_and_replay_per_seed_and_epoch():
+    sizes = [600, 60]
+    sampler = make_sampler(sizes, 2, "annealed", seed=3)
+    epochs = 4
+    sampler.set_run_length(RunLength(num_epochs=epochs))
+    small_share = []
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert len(batches) == len(sampler)
+        tasks = [{_task_of(i, sizes) for i in b} for b in batches]
+        assert all(len(t) == 1 for t in tasks)
+        small_share.append(np.mean([t == {1} for t in tasks]))
+        assert list(sampler) == batches
+    # proportional (60/660 = 9%) at the start, n^0.2 (38%) near the end
+    assert small_share[0] < 0.2 and small_share[-1] > 0.28 and small_share == sorted(small_share)
+    other = make_sampler(sizes, 2, "annealed", seed=4)
+    other.set_run_length(RunLength(num_epochs=epochs))
+    other.set_epoch(epochs - 1)
+    assert list(other) != batches
+    # the run's length is part of the settings a resumed run is checked against, and of the card sentence
+    assert sampler.settings()["total_batches"] == epochs * len(sampler)
+    assert f"over the run's {epochs * len(sampler)} batches" in sampler.describe()["description"]
+    # with max_steps: the same schedule, ending where the steps end
+    steps = make_sampler(sizes, 2, "annealed", seed=3)
+    steps.set_run_length(RunLength(max_steps=len(sampler), batches_per_step=1))
+    assert steps.progress(len(sampler) // 2) == pytest.approx(0.5, abs=0.01)

@@ -10,7 +10,8 @@ step1_batches<r> (each rank's first batch) and the trainer's log history. Plain 
 or schedule) with weight decay, so step 1 can be recomputed in one process by the test.
 
 With `--loss-balancer learned_scale` the run uses docs/extending.md's learned balancer, and each rank also
-records the balancer's parameters after step 1 and at the end.
+records the balancer's parameters after step 1 and at the end. With `--all-tasks-per-step` every optimizer
+step accumulates one batch of each task (e.g. with `--loss-balancer famo`).
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ def main() -> None:
     parser.add_argument("--no-use-cpu", action="store_true")
     parser.add_argument("--max-steps", type=int, default=4)
     parser.add_argument("--loss-balancer", default="static")
+    parser.add_argument("--all-tasks-per-step", action="store_true")
     options = parser.parse_args()
     balancer_kwargs = {}
     if options.loss_balancer == "learned_scale":
@@ -128,6 +130,7 @@ def main() -> None:
         disable_tqdm=True,
         loss_balancer=options.loss_balancer,
         loss_balancer_kwargs=balancer_kwargs,
+        all_tasks_per_step=options.all_tasks_per_step,
     )
     step1 = Step1Weights(out)
     trainer = Recorder(
