@@ -73,7 +73,7 @@ SETUPS: dict[str, dict[str, Any]] = {
              "note": "FAMO, every task in every step"},
     "lora": {"args": {"learning_rate": 5e-4},
              "model": lambda: {"peft_config": _lora_config(r=16, lora_alpha=32, lora_dropout=0.1)},
-             "needs": ["peft:LoraConfig"], "note": "LoRA r=16, alpha=32, dropout 0.1, lr 5e-4"},
+             "needs": ["peft:LoraConfig", "hf_mtl.lora:add_lora"], "note": "LoRA r=16, alpha=32, dropout 0.1, lr 5e-4"},
     "distill": {"trainer": lambda seed, ctx: _distillation(seed, ctx),
                 "needs": ["hf_mtl.distillation:DistillationConfig"],
                 "note": "BAM: that seed's single-task models as teachers, linear schedule, temperature 1"},
