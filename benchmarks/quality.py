@@ -542,6 +542,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(report["table"])
     print()
     print(report["targets_table"])
+    print()
+    print(report["baseline_curves_table"])
     out = write_json(f"quality_{args.budget}", report, args.out)
     print(f"\nwrote {out}")
     return report
@@ -680,8 +682,18 @@ def assemble(cache_dir: Path, fingerprint: dict[str, Any], skipped: dict[str, st
         ("setup", "setup", ""), ("worst", "worst task Δ (val, pts)", "+.2f"), ("mean", "mean Δ (pts)", "+.2f"),
         ("g12", "issue 12: every task ≥ -0.5, mean ≥ 0", ""), ("g14", "issue 14: every task ≥ 0, mean ≥ +0.5", ""),
     ])
+    curve_rows = [
+        {"seed": seed, "task": task, "best": f"{single['best_epoch'][seed][task]:g}",
+         "curve": " → ".join(f"{point[MAIN_METRIC[task]]:.1f}" for point in curve)}
+        for seed, curves in (summary[BASELINE]["curves"].items() if BASELINE in summary else [])
+        for task, curve in curves.items()
+        for single in [summary[BASELINE]]
+    ]
+    curves_text = table(curve_rows, [("seed", "seed", ""), ("task", "task", ""),
+                                     ("curve", "validation score after each epoch", ""), ("best", "epoch kept", "")])
     return {"benchmark": "quality", "config": fingerprint, "summary": summary, "skipped": skipped or {},
-            "table": text, "targets_table": target_text, "load_average_at_report": load_average()}
+            "table": text, "targets_table": target_text, "baseline_curves_table": curves_text,
+            "load_average_at_report": load_average()}
 
 
 def _goal(task_deltas: dict[str, float], mean_delta: float, task_floor: float, mean_floor: float) -> dict[str, Any]:
