@@ -11,6 +11,7 @@ from .balancers import LossBalancer, StaticWeights, register_loss_balancer
 from .balancers_adaptive import FAMO, DynamicWeightAverage, UncertaintyWeighting
 from .collator import MultiTaskDataCollator
 from .configuration_multitask import MultiTaskConfig
+from .distillation import DistillationConfig
 from .evaluation import MultiTaskPredictionOutput
 from .export import export_onnx
 from .metrics import compute_task_metrics
@@ -25,6 +26,7 @@ from .modeling_multitask import (
 from .pipeline import InvalidInputError, MultiTaskPipeline, register_pipeline
 from .preprocessing import prepare_dataset, prepare_datasets
 from .sampling import AnnealedBatchSampler, MultiTaskBatchSampler, MultiTaskDataset, register_sampling_strategy
+from .search import SearchSpace, apply_best_run, default_search_space, worst_task_objective
 from .tasks import (
     SequenceClassificationTask,
     Task,
@@ -58,6 +60,7 @@ if OnnxMultiTaskModel not in _MODEL_BACKENDS:
 register_pipeline()
 
 __all__ = [
+    "DistillationConfig",
     "InvalidInputError",
     "LossBalancer",
     "MultiTaskBatchSampler",
@@ -80,10 +83,13 @@ __all__ = [
     "FAMO",
     "AnnealedBatchSampler",
     "Task",
+    "SearchSpace",
     "TaskModelOutput",
     "TokenClassificationTask",
     "WordLevelTask",
+    "apply_best_run",
     "compute_task_metrics",
+    "default_search_space",
     "export_onnx",
     "prepare_dataset",
     "prepare_datasets",
@@ -92,4 +98,5 @@ __all__ = [
     "register_task_kind",
     "task_from_config",
     "tasks_from_config",
+    "worst_task_objective",
 ]

@@ -123,6 +123,8 @@ class ModelCardInfo:
     #: the sampling strategy's and the loss balancer's `describe()` (name, settings, a sentence for the card)
     sampling: Mapping[str, Any] = field(default_factory=dict)
     loss_balancer: Mapping[str, Any] = field(default_factory=dict)
+    #: distillation from single-task teachers (`hf_mtl.distillation.Distiller.describe`), empty without it
+    distillation: Mapping[str, Any] = field(default_factory=dict)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     repo_id: str | None = None
     license: str | None = None
@@ -196,6 +198,22 @@ class ModelCardInfo:
         balancing = self.loss_balancer.get("description") or "Each batch's loss is its task's loss times the task's loss weight."
         return f"{sampling} {balancing}"
 
+    @property
+    def distillation_description(self) -> str | None:
+        """How the distilled tasks' losses mixed teacher and gold labels (the distiller's own words), or None."""
+        return self.distillation.get("description") if self.distillation else None
+
+    @property
+    def teachers(self) -> list[dict[str, str]]:
+        """Rows `{task, source, scores}` of the distilled tasks: the teacher's checkpoint and its validation
+        scores as saved next to it (`-` when unknown)."""
+        main = {t.name: t.main_metric for t in self.tasks}
+        rows = []
+        for task, teacher in (self.distillation.get("teachers") or {}).items():
+            scores = _teacher_scores(teacher.get("scores") or {}, teacher.get("head") or task, main.get(task))
+            rows.append({"task": task, "source": teacher.get("source") or "-", "scores": scores or "-"})
+        return rows
+
     def eval_result_entries(self) -> list[EvalResult]:
         """`model-index` entries: one per task and metric."""
         entries = []
@@ -234,6 +252,20 @@ class ModelCardInfo:
             eval_results=results or None,
             metrics=self.metric_columns or None,
         )
+
+
+def _teacher_scores(scores: Mapping[str, Any], head: str, main_metric: str | None) -> str:
+    """`eval_<head>_<metric>` (hf_mtl teachers) or `eval_<metric>` (plain Trainer) scores as "metric 0.1234, ...",
+    the task's headline metric alone when present."""
+    found = {}
+    for key, value in scores.items():
+        metric = key.removeprefix("eval_")
+        metric = metric.removeprefix(f"{head}_") if metric.startswith(f"{head}_") else metric
+        if metric != "average" and not metric.endswith(_NOT_METRICS) and isinstance(value, (int, float)):
+            found[metric] = float(value)
+    if main_metric in found:
+        found = {main_metric: found[main_metric]}
+    return ", ".join(f"{METRIC_NAMES.get(m, m)} {v:.4f}" for m, v in found.items())
 
 
 def _slug(text: str) -> str:
@@ -394,12 +426,31 @@ def card_info_from_trainer(
         eval_split=eval_split,
         sampling=dict(record.sampling),
         loss_balancer=dict(record.loss_balancer),
+        distillation=_distillation(record, args.output_dir),
         hyperparameters=_hyperparameters(args, trainer),
         repo_id=repo_id or args.hub_model_id,
         datasets=_copied_datasets(record),
         plot=plot,
         **_settings_fields(settings),
     )
+
+
+def _distillation(record: RunRecord, output_dir: str) -> dict[str, Any]:
+    """The run's distillation, teachers saved inside the output folder named relative to it (a card read
+    elsewhere has no use for this machine's paths)."""
+    distillation = dict(getattr(record, "distillation", None) or {})
+    if not distillation:
+        return {}
+    root = Path(output_dir).resolve()
+    teachers = {}
+    for task, teacher in (distillation.get("teachers") or {}).items():
+        teacher = dict(teacher)
+        source, _, head = str(teacher.get("source") or "").partition("::")
+        if source and Path(source).resolve().is_relative_to(root):
+            teacher["source"] = Path(source).resolve().relative_to(root).as_posix() + (f"::{head}" if head else "")
+        teachers[task] = teacher
+    distillation["teachers"] = teachers
+    return distillation
 
 
 def _model_name(settings: CardSettings, args: Any) -> str:

@@ -1,5 +1,5 @@
 """Collation of single-task batches: pad inputs for the batch's task; its kind shapes the labels (token labels
-padded with -100)."""
+padded with -100) and, for distillation, the cached teacher logits."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .distillation import TEACHER_LOGITS_COLUMN
 from .heads_multitask import IGNORE_INDEX
 from .preprocessing import MODEL_INPUT_COLUMNS
 from .tasks import Task
@@ -58,6 +59,12 @@ class MultiTaskDataCollator:
                 width=batch["input_ids"].shape[1],
                 padding_side=getattr(self.tokenizer, "padding_side", "right"),
                 pad_value=self.label_pad_token_id,
+            )
+        if all(f.get(TEACHER_LOGITS_COLUMN) is not None for f in features):  # cached teacher logits (distillation)
+            batch[TEACHER_LOGITS_COLUMN] = task.collate_teacher_logits(
+                [f[TEACHER_LOGITS_COLUMN] for f in features],
+                width=batch["input_ids"].shape[1],
+                padding_side=getattr(self.tokenizer, "padding_side", "right"),
             )
         batch["task_name"] = task_name
         return batch

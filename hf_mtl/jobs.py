@@ -1,10 +1,13 @@
 """Recipe-driven jobs: what `hf-mtl train`, `evaluate` and `quickstart` do, as library calls returning results.
 
-- `train_recipe(recipe)`: read and check every task's data, build the model from the recipe's encoder,
-  train, evaluate, save the model with its card and training plot, and predict the recipe's `predict:`
+- `train_recipe(recipe)`: read and check every task's data, train the single-task teachers a
+  `distillation: {teachers: train}` block asks for (`train_teachers`), build the model from the recipe's encoder,
+  train (distilling from the teachers), evaluate, save the model with its card and training plot, and predict the recipe's `predict:`
   texts with the saved model; returns a `TrainResult`.
 - `evaluate_recipe(model, recipe, split)`: score a saved model on a split of a recipe's data; returns an
   `EvaluationResult`.
+- `search_recipe(recipe, trials=N)`: hyperparameter search (optuna) over the recipe's learning rate, task
+  sampling and task weights, short trials; writes the best settings as a recipe; returns a `SearchResult`.
 - `quickstart_recipe_path()` / `quickstart_recipe_text()`: the recipe shipped with hf_mtl, and a copy of it to
   edit whose data paths point at the shipped data.
 
@@ -14,6 +17,7 @@ returned; `hf_mtl.commands` parses arguments, calls these and prints.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import tempfile
@@ -26,7 +30,7 @@ from typing import Any
 from transformers.utils import logging
 
 from .card import CardSettings
-from .recipe import Recipe, RecipeError
+from .recipe import TRAIN_TEACHERS, Recipe, RecipeError
 
 logger = logging.get_logger(__name__)
 
@@ -118,7 +122,11 @@ def train_recipe(recipe: Recipe, *, progress: Progress | None = None) -> TrainRe
     report = progress or logger.info
     training_args = recipe.training_arguments()  # fails on bad arguments before anything is loaded
     train_data, eval_data = _training_data(recipe, training_args, report)
-    trainer = _build_trainer(recipe, training_args, train_data, eval_data, report)
+    distillation = None
+    if recipe.distillation is not None:
+        trained = train_teachers(recipe, training_args, train_data, eval_data, report)
+        distillation = recipe.distillation_config({**recipe.distillation["teachers"], **trained})
+    trainer = _build_trainer(recipe, training_args, train_data, eval_data, report, distillation)
     trainer.train()
     metrics = trainer.evaluate() if eval_data else {}
     trainer.create_model_card()  # README.md + training_curves.png
@@ -140,11 +148,58 @@ def _training_data(recipe: Recipe, training_args: Any, report: Progress) -> tupl
     return train_data, eval_data
 
 
+def train_teachers(
+    recipe: Recipe,
+    training_args: Any,
+    train_data: Mapping[str, Any],
+    eval_data: Mapping[str, Any],
+    report: Progress,
+) -> dict[str, str]:
+    """Train the single-task teachers the recipe's `distillation.teachers` marks `train`: for each such task a
+    one-head `MultiTaskModel` on the recipe's encoder, trained by `MultiTaskTrainer` on that task's own data
+    with the recipe's training arguments (its epochs or steps, learning rate, batch size, seed), saved with its
+    tokenizer and validation scores (`eval_results.json`) in `<output_dir>/teachers/<task>`. Returns task ->
+    teacher folder."""
+    from .training_args import MultiTaskTrainingArguments
+
+    folders = {}
+    for name, teacher in recipe.distillation["teachers"].items():
+        if teacher != TRAIN_TEACHERS:
+            continue
+        folder = Path(training_args.output_dir) / "teachers" / name
+        report(f"hf-mtl: training the teacher of task {name!r} in {folder}")
+        settings = {**recipe.training, "output_dir": str(folder), "push_to_hub": False}
+        if "task_weights" in settings:
+            settings["task_weights"] = {name: settings["task_weights"].get(name, 1.0)}
+        task_eval = {name: eval_data[name]} if name in eval_data else {}
+        if not task_eval:
+            settings.update(eval_strategy="no", load_best_model_at_end=False)
+        args = MultiTaskTrainingArguments(**settings)
+        entry = next(t for t in recipe.tasks if t.task.name == name)
+        teacher_recipe = replace(recipe, tasks=(entry,), distillation=None)
+        trainer = _build_trainer(teacher_recipe, args, {name: train_data[name]}, task_eval, report)
+        trainer.train()
+        if task_eval:
+            trainer.save_metrics("eval", trainer.evaluate())
+        trainer.save_model()  # with the tokenizer: the student checks it shares the teacher's
+        trainer.accelerator.wait_for_everyone()  # every process reads the saved teacher next
+        folders[name] = str(folder)
+    return folders
+
+
 def _build_trainer(
-    recipe: Recipe, training_args: Any, train_data: Mapping[str, Any], eval_data: Mapping[str, Any], report: Progress
+    recipe: Recipe,
+    training_args: Any,
+    train_data: Mapping[str, Any],
+    eval_data: Mapping[str, Any],
+    report: Progress,
+    model_init: bool = False,
+    distillation: Any = None,
 ) -> Any:
-    """The encoder with the recipe's heads, its tokenizer, and a `MultiTaskTrainer` whose run record names
-    the recipe's data sources and card settings."""
+    """The encoder with the recipe's heads, its tokenizer, and a `MultiTaskTrainer` (distilling from teachers
+    with a `DistillationConfig`) whose run record names the recipe's data sources and card settings.
+    `model_init=True`: the trainer gets a function building a fresh model (for `hyperparameter_search`)
+    instead of one model."""
     from transformers import AutoTokenizer, set_seed
 
     from .modeling_multitask import MultiTaskModel
@@ -157,14 +212,19 @@ def _build_trainer(
     encoder = recipe.encoder_path()
     report(f"hf-mtl: loading encoder {recipe.encoder}" + (f" from {encoder}" if encoder != recipe.encoder else ""))
     tokenizer = AutoTokenizer.from_pretrained(encoder)
-    model = MultiTaskModel.from_encoder(encoder, tasks=recipe.task_specs, **recipe.model)
-    model.config.base_model_name_or_path = recipe.encoder  # the portable name, not this machine's path
+
+    def new_model() -> MultiTaskModel:
+        model = MultiTaskModel.from_encoder(encoder, tasks=recipe.task_specs, **recipe.model)
+        model.config.base_model_name_or_path = recipe.encoder  # the portable name, not this machine's path
+        return model
+
     trainer = MultiTaskTrainer(
-        model=model,
+        **({"model_init": new_model} if model_init else {"model": new_model()}),
         args=training_args,
         train_dataset=train_data,
         eval_dataset=eval_data or None,
         processing_class=tokenizer,
+        distillation=distillation,
     )
     trainer.run_record.data_sources = data_sources(recipe)
     trainer.run_record.card_settings = card_settings(recipe)
@@ -180,6 +240,183 @@ def predict_texts(model_dir: str | Path, texts: Sequence[str]) -> list[dict[str,
     predictor = pipeline("multitask", model=str(model_dir))
     # "first": a word takes its first sub-word's tag, the only sub-word token heads are trained on by default
     return list(predictor(list(texts), aggregation_strategy="first"))
+
+
+# ---------------------------------------------------------------------------- hyperparameter search
+#: the optuna study's name in its sqlite file
+STUDY_NAME = "hf-mtl-search"
+STUDY_FILE = "study.db"
+#: trials train this fraction of the recipe's `max_steps` unless told otherwise
+TRIAL_STEPS_FRACTION = 5
+
+
+@dataclass
+class SearchResult:
+    """What `search_recipe` found.
+
+    Attributes:
+        best: the best trial as transformers' `BestRun` (`run_id` = trial number, `objective`, `hyperparameters`).
+        trials: every trial of the study (`hf_mtl.search.TrialRow`: params, objective, each task's score), in order.
+        best_recipe: the recipe file written with the best settings (`hf-mtl train` it).
+        search_dir: the folder holding the optuna study (`study.db`) and the trials' output.
+        objective: the objective's name; `trial_steps`: each trial's `max_steps` (None: the recipe's budget).
+        space: each searched hyperparameter's range or choices, for printing.
+    """
+
+    best: Any
+    trials: list[Any]
+    best_recipe: Path
+    search_dir: Path
+    objective: str
+    trial_steps: int | None
+    space: dict[str, str] = field(default_factory=dict)
+
+
+def default_trial_steps(recipe: Recipe) -> int | None:
+    """A trial's budget: 1/5 of the recipe's `max_steps` (at least 1), or None (the recipe's own budget) when
+    it trains by epochs."""
+    max_steps = recipe.training.get("max_steps")
+    if isinstance(max_steps, int) and max_steps > 0:
+        return max(1, max_steps // TRIAL_STEPS_FRACTION)
+    return None
+
+
+def search_recipe(
+    recipe: Recipe,
+    *,
+    trials: int,
+    space: Any = None,
+    objective: str = "average",
+    reference: Mapping[str, float] | None = None,
+    trial_steps: int | None = None,
+    search_dir: str | Path | None = None,
+    output: str | Path | None = None,
+    resume: bool = False,
+    progress: Progress | None = None,
+) -> SearchResult:
+    """Search the recipe's hyperparameters with optuna: `trials` short runs (`trial_steps` each, default
+    `default_trial_steps`), each from a fresh model, scored on the validation split by `objective`
+    ("average": `eval_average`; "worst": the worst task's score minus its `reference` score).
+
+    `space` is a `hf_mtl.search.SearchSpace`, a path to a space file (YAML), or None for
+    `default_search_space`. The study is stored in `search_dir/study.db` (default `<output_dir>-search`);
+    `resume=True` continues it up to `trials` trials in all. The best settings are written as a recipe to
+    `output` (default `search_dir/best.yaml`): the recipe with its learning rate, sampling and task weights
+    replaced and its data paths made absolute, so it trains from anywhere.
+    """
+    import optuna
+
+    from .search import SearchSpace, default_search_space, objective_by_name, trial_rows
+
+    report = progress or logger.info
+    if trials < 1:
+        raise ValueError(f"--trials: expected a positive number of trials, got {trials}.")
+    task_names = [entry.task.name for entry in recipe.tasks]
+    if space is None:
+        space = default_search_space(task_names)
+    elif not isinstance(space, SearchSpace):
+        space = SearchSpace.from_file(space, task_names)
+    objective_fn = objective_by_name(objective, reference)
+    search_dir = Path(search_dir) if search_dir is not None else Path(f"{recipe.output_dir.rstrip('/')}-search")
+    storage = f"sqlite:///{(search_dir / STUDY_FILE).resolve()}"
+    if (search_dir / STUDY_FILE).exists() and not resume:
+        raise ValueError(f"{search_dir / STUDY_FILE} exists: pass --resume to continue that search, or delete it.")
+    if resume and not (search_dir / STUDY_FILE).exists():
+        raise FileNotFoundError(f"--resume: no study to continue in {search_dir} ({STUDY_FILE} not found).")
+    steps = trial_steps if trial_steps is not None else default_trial_steps(recipe)
+    if steps is not None and steps < 1:
+        raise ValueError(f"--trial-steps: expected a positive number of steps, got {steps}.")
+    overrides: dict[str, Any] = {
+        "output_dir": str(search_dir / "trials"), "eval_strategy": "no", "save_strategy": "no",
+        "load_best_model_at_end": False, "push_to_hub": False, "report_to": "none",
+    }
+    if steps is not None:
+        overrides["max_steps"] = steps
+    training_args = recipe.training_arguments(**overrides)
+    train_data, eval_data = _training_data(recipe, training_args, report)
+    if not eval_data:
+        raise RecipeError("search: no task has validation data to score the trials on.")
+    search_dir.mkdir(parents=True, exist_ok=True)
+    trainer = _build_trainer(recipe, training_args, train_data, eval_data, report, model_init=True)
+    bound = objective_fn.for_trainer(trainer) if hasattr(objective_fn, "for_trainer") else objective_fn
+
+    def reported(metrics: Mapping[str, float]) -> float:
+        value = bound(metrics)
+        report(f"hf-mtl: trial {getattr(getattr(trainer, '_trial', None), 'number', '?')}: {objective} = {value:.4f}")
+        return value
+
+    done = 0
+    if resume:
+        study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+        done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    remaining = trials - done
+    report(f"hf-mtl: {remaining} trial(s) of {trials}" + (f" ({done} done before)" if done else "")
+           + (f", {steps} training step(s) each" if steps else "") + f"; study in {search_dir / STUDY_FILE}")
+    if remaining > 0:
+        trainer.hyperparameter_search(
+            hp_space=space, compute_objective=reported, n_trials=remaining, direction="maximize", backend="optuna",
+            storage=storage, study_name=STUDY_NAME, load_if_exists=resume,
+            sampler=optuna.samplers.TPESampler(seed=training_args.seed),
+        )
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+    best_trial = study.best_trial
+    from transformers.trainer_utils import BestRun
+
+    best = BestRun(str(best_trial.number), best_trial.value, dict(best_trial.params))
+    best_recipe = Path(output) if output is not None else search_dir / "best.yaml"
+    write_best_recipe(recipe, best.hyperparameters, best_recipe, header=(
+        f"best of {len(study.trials)} trial(s) of `hf-mtl search` (trial {best.run_id}, objective {objective} = "
+        f"{best.objective:.4f}, " + (f"{steps} training step(s)" if steps else "the recipe's training budget") + " per trial)"
+    ))
+    return SearchResult(best=best, trials=trial_rows(study), best_recipe=best_recipe, search_dir=search_dir,
+                        objective=objective, trial_steps=steps, space=space.describe())
+
+
+def best_recipe_raw(recipe: Recipe, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The recipe as read, with a search's hyperparameters set (`task_weight_<task>` as that task's
+    `weight`, others under `training:`) and every data file path absolute (they were relative to the recipe's
+    folder or --data-dir)."""
+    from .search import trial_arguments
+
+    if recipe.raw is None:
+        raise ValueError("The recipe was not read from a file (Recipe.raw is missing): nothing to write back.")
+    raw = copy.deepcopy(dict(recipe.raw))
+    values = trial_arguments(params)
+    weights = values.pop("task_weights", {}) or {}
+    training = raw.setdefault("training", {}) or {}
+    raw["training"] = training
+    training.update(values)
+    given = training.get("task_weights")
+    for i, entry in enumerate(recipe.tasks):
+        raw_task = raw["tasks"][i]
+        name = entry.task.name
+        if name in weights:
+            raw_task["weight"] = weights[name]
+            if isinstance(given, dict):
+                given.pop(name, None)  # training.task_weights would override the task's weight
+        data = raw_task.get("data") or {}
+        if "files" in data:
+            data["files"] = dict(entry.data.files)
+        if isinstance(data.get("local"), dict) and entry.data.local is not None:
+            data["local"]["files"] = dict(entry.data.local.files)
+    if isinstance(given, dict) and not given:
+        training.pop("task_weights")
+    return raw
+
+
+def write_best_recipe(recipe: Recipe, params: Mapping[str, Any], path: str | Path, header: str = "") -> Path:
+    """Write `best_recipe_raw(recipe, params)` as YAML (with `header` as a comment) and check it loads."""
+    import yaml
+
+    from .recipe import load_recipe
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(best_recipe_raw(recipe, params), sort_keys=False, allow_unicode=True)
+    comment = "".join(f"# {line}\n" for line in header.splitlines()) if header else ""
+    path.write_text(comment + text, encoding="utf-8")
+    load_recipe(path)  # what `hf-mtl train` will do with it
+    return path
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -271,6 +508,7 @@ __all__ = [
     "EVAL_SPLIT",
     "TRAIN_SPLIT",
     "EvaluationResult",
+    "SearchResult",
     "TrainResult",
     "apply_num_threads",
     "card_settings",
@@ -281,5 +519,8 @@ __all__ = [
     "predict_texts",
     "quickstart_recipe_path",
     "quickstart_recipe_text",
+    "search_recipe",
     "train_recipe",
+    "write_best_recipe",
+    "train_teachers",
 ]

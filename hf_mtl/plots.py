@@ -1,6 +1,7 @@
 """`training_curves.png`: per-task training loss and per-task evaluation metric over steps, drawn from a
 Trainer's `state.log_history`, so people can look at a picture instead of reading logs; plus each task's loss
-weight when the loss balancer logged it (`<task>_loss_weight`: learned or adaptive balancers)."""
+weight when the loss balancer logged it (`<task>_loss_weight`: learned or adaptive balancers). A run that
+distils from teachers also shows the gold-label weight λ (`distill_gold_weight`) on the loss plot's right axis."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from .distillation import GOLD_WEIGHT_LOG_KEY
 
 PLOT_FILENAME = "training_curves.png"
 
@@ -61,6 +64,11 @@ def extract_weights(log_history: Sequence[Mapping[str, Any]], task_names: Sequen
     return {k: v for k, v in weights.items() if v}
 
 
+def extract_gold_weight(log_history: Sequence[Mapping[str, Any]]) -> Curve:
+    """`[(step, λ), ...]`: distillation's gold-label weight as logged (empty for a run without distillation)."""
+    return [(e["step"], float(e[GOLD_WEIGHT_LOG_KEY])) for e in log_history if GOLD_WEIGHT_LOG_KEY in e and "step" in e]
+
+
 def plot_training_curves(
     log_history: Sequence[Mapping[str, Any]],
     main_metrics: Mapping[str, str],
@@ -84,6 +92,13 @@ def plot_training_curves(
         style = {"linestyle": "--", "color": "0.4", "linewidth": 1.2} if name == "all tasks" else {"linewidth": 1.8}
         loss_ax.plot(steps, values, label=name, **style)
     loss_ax.set(title="Training loss per task", xlabel="step", ylabel="loss")
+    gold_weight = extract_gold_weight(log_history)
+    if gold_weight:
+        gold_ax = loss_ax.twinx()
+        steps, values = zip(*gold_weight)
+        gold_ax.plot(steps, values, color="black", linestyle=":", linewidth=1.5, label="gold weight λ (distillation)")
+        gold_ax.set(ylim=(-0.02, 1.02), ylabel="gold-label weight λ")
+        gold_ax.legend(fontsize=8, loc="upper center")
     for name, points in metrics.items():
         steps, values = zip(*points)
         style = {"linestyle": "--", "color": "0.4"} if name == "average" else {}
@@ -110,4 +125,4 @@ def plot_training_curves(
     return path
 
 
-__all__ = ["PLOT_FILENAME", "extract_curves", "extract_weights", "plot_training_curves"]
+__all__ = ["PLOT_FILENAME", "extract_curves", "extract_gold_weight", "extract_weights", "plot_training_curves"]

@@ -8,6 +8,7 @@ error names the key path (e.g. `tasks[2].data.format`) and what was expected. Se
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import os
@@ -28,7 +29,9 @@ from .data.sources import DataSource
 from .encoders import resolve_encoder
 from .tasks import Task, check_unique_names, task_kinds
 
-TOP_LEVEL_KEYS = ("encoder", "output_dir", "tasks", "training", "model", "card", "predict", "num_threads")
+TOP_LEVEL_KEYS = (
+    "encoder", "output_dir", "tasks", "training", "model", "card", "predict", "num_threads", "distillation",
+)
 #: keys of every task; a task kind adds its settings (`Task.settings_fields`: e.g. `text_column`, `problem_type`)
 TASK_KEYS = ("name", "type", "labels", "weight", "data")
 HUB_KEYS = ("hub", "config", "revision", "splits", "local")
@@ -36,6 +39,9 @@ HUB_KEYS = ("hub", "config", "revision", "splits", "local")
 FILE_SOURCE_KEYS = ("files", "format")
 COMMON_DATA_KEYS = ("rename", "join", "join_separator", "label_map", "label_separator", "max_examples", "name")
 MODEL_KEYS = ("pooling", "classifier_dropout")
+DISTILLATION_KEYS = ("teachers", "schedule", "temperature", "teacher_weight", "batch_size")
+#: `distillation.teachers: train` (or a task's teacher `train`): the job trains that single-task teacher first
+TRAIN_TEACHERS = "train"
 CARD_KEYS = ("model_name", "license", "language", "tags", "description", "intended_use", "limitations")
 _SPLIT_NAMES = ("train", "validation", "test")
 
@@ -66,8 +72,13 @@ class Recipe:
     card: CardSettings = field(default_factory=CardSettings)
     predict: tuple[str, ...] = ()
     num_threads: int | None = None
+    #: the `distillation:` block, checked: `teachers` (task -> folder, `folder::head` or `train`), `schedule`,
+    #: `temperature`, `teacher_weight`, `batch_size`; None without one
+    distillation: Mapping[str, Any] | None = None
     path: Path | None = None
     use_local_data: bool = False
+    #: the recipe as read (after overrides, before validation), for writing a changed copy (`hf-mtl search`)
+    raw: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def task_specs(self) -> list[Task]:
@@ -96,6 +107,17 @@ class Recipe:
             return MultiTaskTrainingArguments(task_weights=weights, **kwargs)
         except (ValueError, TypeError) as err:
             raise RecipeError(f"training: {err}") from None
+
+    def distillation_config(self, teachers: Mapping[str, Any] | None = None) -> Any:
+        """The `DistillationConfig` of the `distillation:` block (None without one); `teachers` replaces its
+        teachers (the job passes the folders of the teachers it trained)."""
+        from .distillation import DistillationConfig
+
+        if self.distillation is None:
+            return None
+        settings = dict(self.distillation)
+        settings["teachers"] = dict(teachers if teachers is not None else settings["teachers"])
+        return DistillationConfig(**settings)
 
     def encoder_path(self) -> str:
         """Where to load the encoder from: `encoder`, or the copy an installed package ships for offline
@@ -442,6 +464,60 @@ def _parse_source(raw: Any, path: str, task: Task, nested: bool = False) -> Data
     return DataSource(files=files, format=fmt, reader_options=_reader_options(section, fmt), **common)
 
 
+def _parse_teacher(value: Any, path: str, base_dir: Path) -> Any:
+    """One task's teacher: `train`, a folder (relative to the recipe's folder), `folder::head`, or a mapping
+    `{path: folder, task: head}`."""
+    if isinstance(value, dict):
+        section = _Section(value, path, ("path", "task"))
+        folder = section.get("path", "str", required=True)
+        head = section.get("task", "str")
+        return {"path": str((base_dir / folder).resolve()), **({"task": head} if head else {})}
+    teacher = _check(value, "str", path)
+    if teacher == TRAIN_TEACHERS:
+        return teacher
+    folder, sep, head = teacher.rpartition("::") if "::" in teacher else (teacher, "", "")
+    return str((base_dir / folder).resolve()) + (f"::{head}" if sep else "")
+
+
+def _parse_distillation(raw: Any, task_names: Sequence[str], base_dir: Path) -> dict[str, Any]:
+    from .distillation import SCHEDULES, DistillationConfig
+
+    section = _Section(raw, "distillation", DISTILLATION_KEYS)
+    value = section.data.get("teachers")
+    if value is None:
+        raise RecipeError(
+            f"distillation.teachers: missing required field (`{TRAIN_TEACHERS}`, or a mapping task -> teacher folder)."
+        )
+    if value == TRAIN_TEACHERS:
+        teachers: dict[str, Any] = dict.fromkeys(task_names, TRAIN_TEACHERS)
+    elif isinstance(value, dict) and value:
+        teachers = {}
+        for task, teacher in value.items():
+            if task not in task_names:
+                raise RecipeError(
+                    f"distillation.teachers.{task}: not a task of the recipe (its tasks: {', '.join(task_names)})."
+                )
+            teachers[task] = _parse_teacher(teacher, f"distillation.teachers.{task}", base_dir)
+    else:
+        raise RecipeError(
+            f"distillation.teachers: expected `{TRAIN_TEACHERS}` or a mapping task -> teacher folder, got "
+            f"{_type_name(value)} {value!r}."
+        )
+    out: dict[str, Any] = {"teachers": teachers}
+    schedule = section.get("schedule", "str", "linear")
+    if schedule not in SCHEDULES:
+        raise RecipeError(f"distillation.schedule: {schedule!r} is not one of {', '.join(SCHEDULES)}.")
+    out["schedule"] = schedule
+    for key, kind in (("temperature", "number"), ("teacher_weight", "number"), ("batch_size", "int")):
+        if section.has(key):
+            out[key] = section.get(key, kind)
+    try:
+        DistillationConfig(**out)
+    except ValueError as err:  # "DistillationConfig.<key> must ..." -> "distillation.<key>: must ..."
+        raise RecipeError(re.sub(r"^DistillationConfig\.(\w+) ", r"distillation.\1: ", str(err))) from None
+    return out
+
+
 def _check_model_section(raw: Any) -> dict[str, Any]:
     section = _Section(raw, "model", MODEL_KEYS)
     out: dict[str, Any] = {}
@@ -576,6 +652,9 @@ def parse_recipe(
     num_threads = top.get("num_threads", "int")
     if num_threads is not None and num_threads < 1:
         raise RecipeError(f"num_threads: expected a positive number of CPU threads, got {num_threads}.")
+    distillation = None
+    if top.has("distillation"):  # teacher folders are resolved against the recipe's folder, as data files are
+        distillation = _parse_distillation(raw["distillation"], [t.task.name for t in tasks], Path(base_dir))
     return Recipe(
         encoder=encoder,
         output_dir=output_dir,
@@ -585,8 +664,10 @@ def parse_recipe(
         card=_parse_card(raw.get("card") or {}),
         predict=tuple(predict),
         num_threads=num_threads,
+        distillation=distillation,
         path=Path(path) if path is not None else None,
         use_local_data=data_dir is not None,
+        raw=copy.deepcopy(raw),
     )
 
 

@@ -29,6 +29,9 @@ class RunRecord:
             `description` (one line naming the data), `dataset_id` (the Hub dataset read, if any),
             `dataset_config`, `dataset_split` (the split evaluated on, by its name in that dataset) and
             `copy_of` (the Hub dataset that local files are a copy of, listed among the card's datasets).
+        distillation: the distillation settings (`hf_mtl.distillation.Distiller.describe`): `schedule`,
+            `temperature`, `teacher_weight`, and per task its teacher's `source`, `head` and validation `scores`;
+            empty without distillation.
         card_settings: the card's free-form fields (`hf_mtl.card.CardSettings`: name, license, texts, ...).
     """
 
@@ -38,6 +41,7 @@ class RunRecord:
     sampling: dict[str, Any] = field(default_factory=dict)
     loss_balancer: dict[str, Any] = field(default_factory=dict)
     data_sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    distillation: dict[str, Any] = field(default_factory=dict)
     card_settings: CardSettings | None = None
 
 

@@ -9,7 +9,10 @@ differently per kind:
   pipeline's postprocessing (`postprocessor`, a `hf_mtl.postprocessing.Postprocessor`);
 - preprocessing (`prepare`: tokenize and encode/align labels), label collation (`collate_labels`), metrics
   (`compute_metrics`, `main_metric`), the label column (`label_column`), what its labels hold
-  (`label_values`), and its wording on model cards (`card_kind`, `hub_task_type`).
+  (`label_values`), and its wording on model cards (`card_kind`, `hub_task_type`);
+- distillation from a teacher (`hf_mtl.distillation`): the loss against the teacher's logits
+  (`distillation_loss`), and the cached teacher logits' feature and collation (`teacher_logits_feature`,
+  `collate_teacher_logits`).
 
 Kinds are registered with `register_task_kind(TaskClass)` (which also registers the head and the
 postprocessor); `SequenceClassificationTask` and `TokenClassificationTask` are the first two registrations.
@@ -29,6 +32,7 @@ import numpy as np
 import torch
 from datasets import Dataset, Sequence as SequenceFeature, Value
 
+from . import distillation
 from . import metrics, preprocessing
 from .configuration_multitask import (
     check_label_count,
@@ -38,6 +42,7 @@ from .configuration_multitask import (
 )
 from .heads_multitask import (
     HEADS,
+    IGNORE_INDEX,
     MULTI_LABEL,
     REGRESSION,
     SEQUENCE_CLASSIFICATION,
@@ -232,6 +237,26 @@ class Task:
         gives them (one row per example; for token-level kinds one position per word)."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ distillation (hf_mtl.distillation)
+    def teacher_logits_feature(self) -> Any:
+        """`datasets` feature of one prepared row's cached teacher logits: `(num_labels,)` floats per row."""
+        return SequenceFeature(Value("float32"))
+
+    def collate_teacher_logits(self, rows: list[Any], *, width: int, padding_side: str) -> torch.Tensor:
+        """One batch's cached teacher logits as a float tensor (`width`: the padded sequence length)."""
+        return torch.as_tensor(np.asarray(rows, dtype=np.float32))
+
+    def distillation_loss(
+        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, batch: Mapping[str, Any], temperature: float
+    ) -> torch.Tensor:  # pragma: no cover - abstract
+        """The loss of the student's logits against the teacher's (both raw logits, in this task's label order):
+        a per-batch mean. `batch` is the collated batch (its `labels` mark which positions count). Soft targets
+        are taken at `temperature` T and the loss is scaled by T² (`hf_mtl.distillation`)."""
+        raise NotImplementedError(
+            f"Task kind {type(self).__name__} ({self.task_type!r}) has no distillation loss: implement "
+            f"Task.distillation_loss to distil task {self.name!r} from a teacher."
+        )
+
 
 # ---------------------------------------------------------------------------- sequence classification
 @dataclass(frozen=True)
@@ -415,6 +440,19 @@ class SequenceClassificationTask(Task):
             return metrics.multi_label_metrics(predictions, label_ids)
         return metrics.regression_metrics(predictions, label_ids)
 
+    def distillation_loss(
+        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, batch: Mapping[str, Any], temperature: float
+    ) -> torch.Tensor:
+        """Soft cross-entropy to the teacher's softmax (single-label), BCE to its sigmoid (multi-label), both at
+        temperature T and times T²; MSE to its outputs (regression: no temperature)."""
+        student = student_logits.float()
+        teacher = teacher_logits.to(device=student.device, dtype=torch.float32)
+        if self.problem_type == SINGLE_LABEL:
+            return distillation.soft_cross_entropy(student, teacher, temperature)
+        if self.problem_type == MULTI_LABEL:
+            return distillation.soft_binary_cross_entropy(student, teacher, temperature)
+        return torch.nn.functional.mse_loss(student, teacher.reshape(student.shape))
+
 
 # ---------------------------------------------------------------------------- word-level kinds
 @dataclass(frozen=True)
@@ -481,6 +519,22 @@ class WordLevelTask(Task):
         padded = torch.full((len(labels), width), pad_value, dtype=self.label_dtype)
         for i, row in enumerate(labels):
             row_t = torch.as_tensor(row, dtype=self.label_dtype)
+            if padding_side == "left":
+                padded[i, width - len(row_t) :] = row_t
+            else:
+                padded[i, : len(row_t)] = row_t
+        return padded
+
+    def teacher_logits_feature(self) -> Any:
+        """Per token, the teacher's `(num_labels,)` logits."""
+        return SequenceFeature(SequenceFeature(Value("float32")))
+
+    def collate_teacher_logits(self, rows: list[Any], *, width: int, padding_side: str) -> torch.Tensor:
+        """Per-token teacher logits padded with zeros to the batch's width (padding positions have label -100,
+        so no loss reads them)."""
+        padded = torch.zeros((len(rows), width, self.num_labels), dtype=torch.float32)
+        for i, row in enumerate(rows):
+            row_t = torch.as_tensor(np.asarray(row, dtype=np.float32)).reshape(-1, self.num_labels)
             if padding_side == "left":
                 padded[i, width - len(row_t) :] = row_t
             else:
@@ -559,6 +613,17 @@ class TokenClassificationTask(WordLevelTask):
 
     def compute_metrics(self, predictions: np.ndarray, label_ids: np.ndarray) -> dict[str, float]:
         return metrics.token_metrics(predictions, label_ids, self.id2label, task_name=self.name)
+
+    def distillation_loss(
+        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, batch: Mapping[str, Any], temperature: float
+    ) -> torch.Tensor:
+        """Per-word soft cross-entropy at temperature T (times T²), on the positions the gold loss trains (labels
+        other than -100: each word's first sub-word, or every sub-word with `label_all_subwords`)."""
+        mask = batch["labels"].to(student_logits.device) != IGNORE_INDEX
+        if not bool(mask.any()):
+            return student_logits.sum() * 0.0
+        teacher = teacher_logits.to(device=student_logits.device, dtype=torch.float32)
+        return distillation.soft_cross_entropy(student_logits.float()[mask], teacher[mask], temperature)
 
 
 # ---------------------------------------------------------------------------- registry

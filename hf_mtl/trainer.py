@@ -9,6 +9,8 @@ What it adds to the plain Trainer, and nothing more:
 - each training batch's head loss (a per-batch mean) goes through the loss balancer (`hf_mtl.balancers`;
   by default the task's static weight), whose parameters, if any, join the optimizer and which hears of
   every optimizer step (`LossBalancer.end_step`); logs carry each task's running loss as `<task>_loss`;
+- with `distillation=DistillationConfig(...)`, tasks with a single-task teacher also learn from its logits,
+  computed once and cached with the prepared data (`hf_mtl.distillation`);
 - `run_record` keeps the facts of the run the model card shows (data sizes, batch mix, sampling strategy,
   loss balancer);
 - `evaluate()` scores every task with its own metrics (`eval_<task>_<metric>`) and adds `eval_average`
@@ -17,6 +19,9 @@ What it adds to the plain Trainer, and nothing more:
   example in input order, and for token tasks one position per word of the whole sentence (the windows of
   a long sentence merged, `hf_mtl.evaluation`);
 - `predict()` returns the same arrays per task (`MultiTaskPredictionOutput`), for labelled or unlabelled data;
+- `model_init` and `hyperparameter_search()`: one fresh model per trial, and the loss balancer and batch sampler
+  rebuilt from every trial's arguments; a trial's `task_weight_<task>` values set its `task_weights`
+  (`hf_mtl.search`: spaces, objectives, `apply_best_run`);
 - under DDP, heads a step does not use join the graph cheaply instead of DDP's unused-parameter scan, and
   their zero gradients are dropped before the optimizer step (docs/distributed.md); a launcher that starts
   several processes which do not form one group (CPU without `use_cpu=True`) is an error;
@@ -47,7 +52,7 @@ from safetensors.torch import load_file as load_safetensors
 from safetensors.torch import save_file as save_safetensors
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments, enable_full_determinism, set_seed
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import (
     PREFIX_CHECKPOINT_DIR,
@@ -60,6 +65,7 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGH
 
 from .balancers import LossBalancer, loss_balancer_class
 from .collator import MultiTaskDataCollator
+from .distillation import TEACHER_LOGITS_COLUMN, DistillationConfig, Distiller
 from .encoders import load_tokenizer_for
 from .evaluation import (
     PAD,
@@ -76,7 +82,8 @@ from .metrics import compute_task_metrics
 from .modeling_multitask import MultiTaskModel
 from .preprocessing import EXAMPLE_INDEX_COLUMN, WORD_INDEX_COLUMN, effective_max_length, prepare_datasets
 from .run_record import RunRecord
-from .sampling import MultiTaskBatchSampler, MultiTaskDataset, RunLength, sampling_strategy
+from .sampling import MultiTaskBatchSampler, MultiTaskDataset, RunLength, sampling_strategy, sampling_strategy_name
+from .search import average_objective, default_search_space, record_trial, trial_arguments
 from .tasks import Task, tasks_from_config
 from .training_args import MultiTaskTrainingArguments
 
@@ -135,6 +142,8 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
 
     Args:
         model: a `MultiTaskModel` (e.g. from `MultiTaskModel.from_encoder`).
+        model_init: instead of `model`, a function returning a fresh `MultiTaskModel` (with the same tasks every
+            time), called with no argument or the trial; needed by `hyperparameter_search` (a new model per trial).
         args: `MultiTaskTrainingArguments` (a plain `TrainingArguments` gets the multi-task defaults).
         train_dataset / eval_dataset: `DatasetDict` or dict keyed by task name. Raw datasets (with the
             columns named by each task spec) are tokenized here; prepared ones (`input_ids`, `labels`) are
@@ -147,6 +156,8 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             num_labels)` logits and `(sentences, words)` label ids, one position per word (-100 padding).
             Its keys are reported as `eval_<task>_<key>`, and its first key is the task's headline metric for
             `eval_average`.
+        distillation: a `hf_mtl.distillation.DistillationConfig`: learn the tasks it names from single-task
+            teachers as well as gold labels (born-again distillation with teacher annealing).
         Everything else is passed to `transformers.Trainer`.
     """
 
@@ -158,16 +169,23 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         train_dataset: Mapping[str, Dataset] | None = None,
         eval_dataset: Mapping[str, Dataset] | None = None,
         processing_class: Any = None,
+        model_init: Callable[..., MultiTaskModel] | None = None,
         compute_metrics: Callable[..., dict] | Mapping[str, Callable[..., dict]] | None = None,
+        distillation: DistillationConfig | None = None,
         **kwargs: Any,
     ):
+        if args is None:
+            args = MultiTaskTrainingArguments(output_dir="trainer_output")
+        if (model is None) == (model_init is None):
+            raise ValueError("MultiTaskTrainer needs either a MultiTaskModel (`model`) or a `model_init`, not both.")
         if model is None:
-            raise ValueError("MultiTaskTrainer needs a MultiTaskModel (model_init is not supported).")
+            # the tasks, tokenizer and data preparation come from a first model; the Trainer seeds first too
+            enable_full_determinism(args.seed) if args.full_determinism else set_seed(args.seed)
+            self.model_init = model_init
+            model = self.call_model_init()
         config = getattr(model, "config", None)
         if not hasattr(config, "tasks") or not config.tasks:
             raise TypeError(f"MultiTaskTrainer needs a MultiTaskModel with tasks, got {type(model).__name__}.")
-        if args is None:
-            args = MultiTaskTrainingArguments(output_dir="trainer_output")
         for name, default in MultiTaskTrainingArguments.multitask_defaults().items():
             if not hasattr(args, name):
                 setattr(args, name, default)
@@ -190,17 +208,20 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         if processing_class is None:
             processing_class = load_tokenizer_for(model, argument="processing_class")
         self.tokenizer_max_length = effective_max_length(processing_class, args.max_length, config)
-        self.loss_balancer: LossBalancer = loss_balancer_class(args.loss_balancer).from_training_args(
-            [t.name for t in self.tasks], args
-        )
+        self.loss_balancer: LossBalancer = self._build_loss_balancer(args)
 
         self.train_datasets = self._prepare(train_dataset, "train", processing_class) if train_dataset is not None else None
+        # teacher logits are computed once, cached with the prepared data (hf_mtl.distillation)
+        self.distiller = Distiller(distillation, self.tasks, processing_class) if distillation is not None else None
+        if self.distiller is not None and self.train_datasets:
+            self.train_datasets = self.distiller.add_teacher_logits(self.train_datasets, args)
         self.eval_datasets = self._prepare(eval_dataset, "eval", processing_class) if eval_dataset is not None else None
         # the facts of this run the model card shows (the sampler, balancer and job layer add theirs)
         self.run_record = RunRecord(
             train_sizes={name: len(ds) for name, ds in (self.train_datasets or {}).items()},
             eval_sizes={name: len(ds) for name, ds in (self.eval_datasets or {}).items()},
             loss_balancer=self.loss_balancer.describe(),
+            distillation=self.distiller.describe() if self.distiller is not None else {},
         )
         if data_collator is None:
             data_collator = MultiTaskDataCollator(processing_class, self.tasks)
@@ -233,6 +254,17 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         self._weigh_losses = True
         self._setup_loss_balancer()
         self.add_callback(_MultiTaskStateCallback(self))
+        # the Trainer was given the first model (it refuses `model` and `model_init` together); later runs re-init
+        self.model_init = model_init
+        if model_init is not None and (self.optimizer is not None or self.lr_scheduler is not None):
+            raise RuntimeError(
+                "Passing a `model_init` is incompatible with providing the `optimizers` argument (each run builds a "
+                "new model); override `create_optimizer` instead."
+            )
+        # task -> key of its headline metric in the last evaluation (`<prefix>_<task>_<metric>`)
+        self.headline_metrics: dict[str, str] = {}
+        # hyperparameter search: the original value of every argument a trial set (restored before each trial)
+        self._search_originals: dict[str, Any] = {}
 
     @property
     def task_weights(self) -> dict[str, float]:
@@ -363,17 +395,22 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         return_outputs: bool = False,
         num_items_in_batch: Any = None,
     ):
-        """The batch's head loss (a per-batch mean) through the loss balancer (by default: times its task
-        weight). Evaluation and prediction losses are the head's own (`prediction_step`): the balancer steers
+        """The batch's head loss (a per-batch mean; with a teacher, mixed with the distillation loss:
+        `hf_mtl.distillation`) through the loss balancer (by default: times its task weight). Evaluation and prediction losses are the head's own (`prediction_step`): the balancer steers
         training, it does not change what is measured."""
         inputs = dict(inputs)
         task_name = inputs.pop("task_name", None)
         if task_name is None:
             raise ValueError("Batch without 'task_name': use MultiTaskDataCollator.")
+        teacher_logits = inputs.pop(TEACHER_LOGITS_COLUMN, None)
         outputs = model(**inputs, task_name=task_name)
         loss = outputs.loss
         if loss is None:
             raise ValueError(f"Task {task_name!r}: the batch has no labels, so no loss can be computed.")
+        if teacher_logits is not None and self.distiller is not None and self._weigh_losses:
+            loss = self.distiller.loss(
+                self.task_by_name[task_name], loss, outputs.logits, teacher_logits, inputs, self.state
+            )
         if model.training:
             index = self._task_index[task_name]
             if self._task_loss.device != loss.device:  # accumulate where the loss lives: no per-step sync
@@ -400,10 +437,15 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
                     logs[f"{task.name}_loss"] = round(loss_sum / count, 6)
             self._task_loss.zero_()
             logs.update(self.loss_balancer.log_values())
+            if self.distiller is not None:
+                logs.update(self.distiller.log_values(self.state))
             self._record_loss_balancer()
         super().log(logs, start_time)
 
     # ------------------------------------------------------------------ loss balancer
+    def _build_loss_balancer(self, args: TrainingArguments) -> LossBalancer:
+        return loss_balancer_class(args.loss_balancer).from_training_args([t.name for t in self.tasks], args)
+
     def _setup_loss_balancer(self) -> None:
         """Put the balancer on the training device; a balancer with parameters needs an optimizer this trainer
         builds or one that already holds them, and a plain data-parallel run (not DeepSpeed or FSDP, whose
@@ -535,6 +577,90 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         through two wrappers (`SkipBatchSampler` around `BatchSamplerShard` when a multi-process run resumes)."""
         if self._train_batch_sampler is not None:
             self._train_batch_sampler.set_epoch(int(math.floor(state.epoch or 0)))
+
+    # ------------------------------------------------------------------ hyperparameter search
+    def hyperparameter_search(
+        self,
+        hp_space: Callable[[Any], dict[str, Any]] | None = None,
+        compute_objective: Callable[[dict[str, float]], float] | None = None,
+        n_trials: int = 20,
+        direction: str | list[str] = "maximize",
+        backend: str | None = None,
+        hp_name: Callable[[Any], str] | None = None,
+        **kwargs: Any,
+    ):
+        """`Trainer.hyperparameter_search` (needs `model_init`), with multi-task defaults and hooks.
+
+        - `hp_space(trial)` may return `task_weight_<task>` values: the trial's `task_weights` are the
+          arguments' weights with those replaced. Default: `hf_mtl.search.default_search_space(tasks)`.
+        - `compute_objective` defaults to `eval_average` (`hf_mtl.search.average_objective`), so `direction`
+          defaults to "maximize"; an objective with `for_trainer(trainer)` (`worst_task_objective`) is bound
+          to this trainer's headline metrics.
+        - every trial starts from the arguments the search started with, its loss balancer and batch sampler
+          are built from its own arguments, and its tasks' headline scores are kept in the optuna trial
+          (`user_attrs["task_scores"]`); the arguments are restored afterwards (`hf_mtl.search.apply_best_run`
+          turns the returned `BestRun` into arguments).
+        """
+        space = hp_space if hp_space is not None else default_search_space([t.name for t in self.tasks])
+        objective = compute_objective if compute_objective is not None else average_objective
+        if callable(getattr(objective, "for_trainer", None)):
+            objective = objective.for_trainer(self)
+
+        def trial_space(trial: Any) -> dict[str, Any]:
+            values = trial_arguments(space(trial), self.args.task_weights)
+            for key in values:  # the value before any trial, restored before the next one
+                self._search_originals.setdefault(key, getattr(self.args, key, None))
+            return values
+
+        def recorded_objective(metrics: dict[str, float]) -> float:
+            record_trial(getattr(self, "_trial", None), metrics, self.headline_metrics)
+            return objective(metrics)
+
+        self._search_originals = {}
+        try:
+            return super().hyperparameter_search(
+                hp_space=trial_space, compute_objective=recorded_objective, n_trials=n_trials, direction=direction,
+                backend=backend, hp_name=hp_name, **kwargs,
+            )
+        finally:
+            self._restore_search_arguments()
+            self.hp_search_backend = None
+
+    def _restore_search_arguments(self) -> None:
+        for key, value in self._search_originals.items():
+            setattr(self.args, key, value)
+        self._search_originals = {}
+
+    def call_model_init(self, trial: Any = None) -> MultiTaskModel:
+        """`Trainer.call_model_init`, checking that the new model has the tasks the data was prepared for."""
+        model = super().call_model_init(trial)
+        tasks = [entry.get("name") for entry in (getattr(getattr(model, "config", None), "tasks", None) or [])]
+        expected = [t.name for t in getattr(self, "tasks", [])]
+        if expected and tasks != expected:
+            raise ValueError(f"model_init returned a model with tasks {tasks}; the trainer's tasks are {expected}.")
+        return model
+
+    def _hp_search_setup(self, trial: Any) -> None:
+        """A trial's arguments (`Trainer._hp_search_setup`, after restoring the search's starting arguments),
+        then the loss balancer and running losses built afresh from them; the batch sampler is built from them
+        when training starts (`get_train_dataloader`)."""
+        searching = self.hp_search_backend is not None and trial is not None
+        if searching:
+            self._restore_search_arguments()
+        super()._hp_search_setup(trial)
+        if not searching:
+            return
+        args = self.args
+        args.task_sampling_strategy = sampling_strategy_name(args.task_sampling_strategy)
+        if not args.sampling_temperature > 0:
+            raise ValueError(
+                f"Trial {getattr(trial, 'number', trial)}: sampling_temperature must be > 0, got {args.sampling_temperature}."
+            )
+        self.loss_balancer = self._build_loss_balancer(args)
+        self._record_loss_balancer()
+        self._setup_loss_balancer()
+        self._task_loss.zero_()
+        self._heads_used.zero_()
 
     # ------------------------------------------------------------------ checkpoints and resume
     def _multitask_state(self) -> dict[str, Any]:
@@ -839,7 +965,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         (per task, `<prefix>_average`, `<prefix>_loss`, runtime)."""
         outputs: dict[str, PredictionOutput] = {}
         metrics: dict[str, float] = {}
-        headlines: list[str] = []
+        headlines: dict[str, str] = {}  # task -> key of its headline metric (tasks with labels)
         num_samples = 0
         for name, dataset in datasets.items():
             output, headline, samples = self._run_task(
@@ -849,10 +975,11 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             metrics.update(output.metrics)
             num_samples += samples
             if headline is not None:
-                headlines.append(headline)
+                headlines[name] = headline
+        self.headline_metrics = headlines
         losses = [metrics[f"{prefix}_{name}_loss"] for name in datasets if f"{prefix}_{name}_loss" in metrics]
         if headlines:  # tasks with labels (all of them in evaluation)
-            mains = [metrics[k] for k in headlines if k in metrics]
+            mains = [metrics[k] for k in headlines.values() if k in metrics]
             metrics[f"{prefix}_average"] = float(np.mean(mains)) if mains else float("nan")
         if losses:
             metrics[f"{prefix}_loss"] = float(np.mean(losses))

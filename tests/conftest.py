@@ -51,6 +51,28 @@ def make_model(tasks, seed: int = 0, **config_kwargs) -> MultiTaskModel:
     return MultiTaskModel(config)
 
 
+def write_tiny_recipe_files(folder) -> None:
+    """Tiny data files for recipes: `s.tsv` (sentiment neg/pos), `t.csv` (no header: label 1/2, text) and
+    `n.conll` (tags O, B-PER, B-LOC), 12 rows each."""
+    (folder / "s.tsv").write_text("text\tlabel\n" + "".join(
+        f"{t}\t{y}\n" for t, y in [("a great film", "pos"), ("an awful film", "neg")] * 6), encoding="utf-8")
+    (folder / "t.csv").write_text("".join(
+        f'"{i % 2 + 1}","headline {i}"\n' for i in range(12)), encoding="utf-8")
+    (folder / "n.conll").write_text("-DOCSTART- O\n\n" + "Anna B-PER\nsings O\n\nin O\nOslo B-LOC\n\n" * 6,
+                                    encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory, tokenizer):
+    """A saved tiny random BERT encoder with the MiniLM tokenizer (for recipes, which load an encoder folder)."""
+    from transformers import BertModel
+
+    path = tmp_path_factory.mktemp("tiny_encoder")
+    BertModel(tiny_bert_config()).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 @pytest.fixture
 def tiny_model(three_tasks):
     return make_model(three_tasks)

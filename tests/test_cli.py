@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tiny_bert_config
+from conftest import write_tiny_recipe_files
 from huggingface_hub import ModelCard
-from transformers import BertModel
 
 from hf_mtl.cli import main
 
-COMMANDS = ("train", "evaluate", "export", "push", "quickstart")
+COMMANDS = ("train", "evaluate", "search", "export", "push", "quickstart")
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -25,7 +24,7 @@ def test_help_is_complete(command, capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert f"usage: hf-mtl {command}" in text and "examples:" in text
-    if command in ("train", "evaluate"):
+    if command in ("train", "evaluate", "search"):
         assert "--set KEY.PATH=VALUE" in text and "--data-dir DIR" in text
 
 
@@ -43,21 +42,8 @@ def one_line_error(capsys, command: str) -> str:
 
 
 # ---------------------------------------------------------------------------- a tiny recipe
-@pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory, tokenizer):
-    path = tmp_path_factory.mktemp("tiny_encoder")
-    BertModel(tiny_bert_config()).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 def write_recipe(folder: Path, encoder: Path, **changes) -> Path:
-    (folder / "s.tsv").write_text("text\tlabel\n" + "".join(
-        f"{t}\t{y}\n" for t, y in [("a great film", "pos"), ("an awful film", "neg")] * 6), encoding="utf-8")
-    (folder / "t.csv").write_text("".join(
-        f'"{i % 2 + 1}","headline {i}"\n' for i in range(12)), encoding="utf-8")
-    (folder / "n.conll").write_text("-DOCSTART- O\n\n" + "Anna B-PER\nsings O\n\nin O\nOslo B-LOC\n\n" * 6,
-                                    encoding="utf-8")
+    write_tiny_recipe_files(folder)
     recipe = {
         "encoder": str(encoder),
         "output_dir": str(folder / "model"),

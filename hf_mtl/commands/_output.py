@@ -65,3 +65,24 @@ def print_training_result(recipe: Any, result: Any, stream: TextIO | None = None
     print(f"Saved the model, its card (README.md) and training_curves.png to {result.output_dir}", file=out)
     if result.predictions:
         print_predictions(recipe.predict, result.predictions, stream=out)
+
+
+def format_trials(trials: Sequence[Any], task_names: Sequence[str], objective: str) -> str:
+    """A table of search trials (`hf_mtl.search.TrialRow`): number, objective, each task's main score, the
+    hyperparameters (`task_weight_<task>` shown as `w_<task>`)."""
+    params = list(dict.fromkeys(key for trial in trials for key in trial.params))  # in the order they are drawn
+    short = {key: "w_" + key[len("task_weight_"):] if key.startswith("task_weight_") else key for key in params}
+    header = ["trial", objective, *task_names, *(short[k] for k in params)]
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    rows = [
+        [str(t.number) + ("" if t.state == "COMPLETE" else f" ({t.state.lower()})"), cell(t.objective),
+         *(cell(t.task_scores.get(name)) for name in task_names), *(cell(t.params.get(k)) for k in params)]
+        for t in trials
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(text.ljust(width) for text, width in zip(row, widths)).rstrip() for row in [header, *rows])
