@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -306,7 +306,8 @@ def run_single(seed: int, ctx: dict[str, Any]) -> dict[str, Any]:
         torch.cuda.empty_cache() if torch.cuda.is_available() else None
     result.update(train_seconds_total=sum(result["train_seconds"].values()),
                   cpu_seconds_total=sum(result["cpu_seconds"].values()), encoder_passes_per_text=len(TASKS),
-                  trainable_params=result["params"], teachers={t.name: str(_teacher_dir(ctx, seed, t.name)) for t in TASKS})
+                  trainable_params=result["params"],
+                  teachers={t.name: str(_teacher_dir(ctx, seed, t.name)) for t in TASKS})
     return result
 
 
@@ -478,7 +479,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--trials", type=int, default=None, help="override the search's trial count")
     parser.add_argument("--save-model", default=None,
-                        help="save the first multi-task model trained (and tokenizer) here, e.g. for predict_throughput --model")
+                        help="save the first multi-task model trained (and tokenizer) here, "
+                        "e.g. for predict_throughput --model")
     parser.add_argument("--out", default=None, help="report JSON (default benchmarks/results/quality_<budget>.json)")
     return run(parser.parse_args(argv))
 
@@ -633,7 +635,8 @@ def assemble(cache_dir: Path, fingerprint: dict[str, Any], skipped: dict[str, st
         entry["encoder_passes_per_text"] = first["encoder_passes_per_text"]
         entry["train_seconds"] = _mean_std([runs[name][s]["train_seconds_total"] for s in seeds])[0]
         entry["cpu_seconds"] = _mean_std([runs[name][s].get("cpu_seconds_total", float("nan")) for s in seeds])[0]
-        loads = [x for s in seeds for x in (runs[name][s].get("load_average_before"), runs[name][s].get("load_average_after")) if x]
+        loads = [x for s in seeds for x in (runs[name][s].get("load_average_before"),
+                                            runs[name][s].get("load_average_after")) if x]
         entry["load_1min_range"] = [min(x[0] for x in loads), max(x[0] for x in loads)] if loads else None
         cost = entry["train_seconds"]
         if name == "distill" and base:
@@ -656,7 +659,8 @@ def assemble(cache_dir: Path, fingerprint: dict[str, Any], skipped: dict[str, st
         row = {"setup": f"{name} (n={len(e['seeds'])})", "mean": _pm(e["mean_val"], e["mean_val_std"]),
                "params": e["params"] / 1e6, "trainable": e["trainable_params"] / 1e6,
                "passes": e["encoder_passes_per_text"], "train": e["train_seconds"], "cost": e["total_cost_seconds"],
-               "worst": None if "worst_task_delta" not in e else f"{e['worst_task_delta']:+.2f} ({e['worst_task'].split('/')[0]})",
+               "worst": (f"{e['worst_task_delta']:+.2f} ({e['worst_task'].split('/')[0]})"
+                         if "worst_task_delta" in e else None),
                "load": None if not e["load_1min_range"] else "{:.1f}-{:.1f}".format(*e["load_1min_range"])}
         for key in keys:
             t = e["tasks"][key]
@@ -680,7 +684,8 @@ def assemble(cache_dir: Path, fingerprint: dict[str, Any], skipped: dict[str, st
                             "g12": _verdict(e["goal_issue12"]), "g14": _verdict(e["goal_issue14"])})
     target_text = table(targets, [
         ("setup", "setup", ""), ("worst", "worst task Δ (val, pts)", "+.2f"), ("mean", "mean Δ (pts)", "+.2f"),
-        ("g12", "issue 12: every task ≥ -0.5, mean ≥ 0", ""), ("g14", "issue 14: every task ≥ 0, mean ≥ +0.5", ""),
+        ("g12", "issue 12: every task ≥ -0.5, mean ≥ 0", ""),
+        ("g14", "issue 14: every task ≥ 0, mean ≥ +0.5", ""),
     ])
     curve_rows = [
         {"seed": seed, "task": task, "best": f"{single['best_epoch'][seed][task]:g}",
