@@ -7,6 +7,7 @@ modeling code for environments without hf_mtl.
 
 from transformers import AutoConfig, AutoModel
 
+from .annotate import annotate_dataset
 from .balancers import LossBalancer, StaticWeights, register_loss_balancer
 from .balancers_adaptive import FAMO, DynamicWeightAverage, UncertaintyWeighting
 from .collator import MultiTaskDataCollator
@@ -14,6 +15,7 @@ from .configuration_multitask import MultiTaskConfig
 from .distillation import DistillationConfig
 from .evaluation import MultiTaskPredictionOutput
 from .export import export_onnx
+from .lora_checkpoint import merge_lora_checkpoint
 from .metrics import compute_task_metrics
 from .modeling_multitask import (
     MultiTaskForSequenceClassification,
@@ -87,10 +89,12 @@ __all__ = [
     "TaskModelOutput",
     "TokenClassificationTask",
     "WordLevelTask",
+    "annotate_dataset",
     "apply_best_run",
     "compute_task_metrics",
     "default_search_space",
     "export_onnx",
+    "merge_lora_checkpoint",
     "prepare_dataset",
     "prepare_datasets",
     "register_loss_balancer",

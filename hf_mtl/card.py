@@ -126,6 +126,9 @@ class ModelCardInfo:
     #: distillation from single-task teachers (`hf_mtl.distillation.Distiller.describe`), empty without it
     distillation: Mapping[str, Any] = field(default_factory=dict)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    #: the LoRA settings the encoder was trained with (`config.lora`), if any, and the run's parameter counts
+    lora: Mapping[str, Any] = field(default_factory=dict)
+    parameters: Mapping[str, int] = field(default_factory=dict)
     repo_id: str | None = None
     license: str | None = None
     language: Sequence[str] = ()
@@ -213,6 +216,32 @@ class ModelCardInfo:
             scores = _teacher_scores(teacher.get("scores") or {}, teacher.get("head") or task, main.get(task))
             rows.append({"task": task, "source": teacher.get("source") or "-", "scores": scores or "-"})
         return rows
+
+    @property
+    def parameters_description(self) -> str | None:
+        """How much of the model was trained: the LoRA settings and the trainable parameter count (None when
+        neither was recorded)."""
+        counts = self.parameters
+        share = (
+            f"{counts['trainable']:,} of {counts['total']:,} parameters trainable "
+            f"({100 * counts['trainable'] / counts['total']:.2f}%)"
+            if counts.get("total") else None
+        )
+        if not self.lora:
+            return f"Full fine-tuning: {share}." if share else None
+        settings = {k: v for k, v in self.lora.items() if k != "merged"}
+        targets = settings.pop("target_modules", None)
+        text = (
+            f"LoRA on the encoder (r={settings.pop('r', '?')}, alpha={settings.pop('lora_alpha', '?')}, "
+            f"dropout={settings.pop('lora_dropout', '?')}, target modules: "
+            f"{', '.join(f'`{t}`' for t in targets) if isinstance(targets, list) else targets}"
+        )
+        text += "".join(f", {k}={v}" for k, v in settings.items()) + "); the task heads were fully trained"
+        text += f": {share}." if share else "."
+        merged = self.lora.get("merged")
+        text += (" The adapters are merged into the encoder weights: the model runs like a plain one." if merged
+                 else " The adapters are saved separately (loading needs `peft`; `hf-mtl merge` merges them).")
+        return text
 
     def eval_result_entries(self) -> list[EvalResult]:
         """`model-index` entries: one per task and metric."""
@@ -428,6 +457,8 @@ def card_info_from_trainer(
         loss_balancer=dict(record.loss_balancer),
         distillation=_distillation(record, args.output_dir),
         hyperparameters=_hyperparameters(args, trainer),
+        lora=_saved_lora(model),
+        parameters=dict(record.parameters),
         repo_id=repo_id or args.hub_model_id,
         datasets=_copied_datasets(record),
         plot=plot,
@@ -451,6 +482,15 @@ def _distillation(record: RunRecord, output_dir: str) -> dict[str, Any]:
         teachers[task] = teacher
     distillation["teachers"] = teachers
     return distillation
+
+
+def _saved_lora(model: Any) -> dict[str, Any]:
+    """The model's LoRA settings as its saved checkpoint holds them: `save_pretrained` merges adapters by
+    default, so a model still holding them is described as merged."""
+    lora = dict(getattr(model.config, "lora", None) or {})
+    if lora and getattr(model, "save_lora_merged", True):
+        lora["merged"] = True
+    return lora
 
 
 def _model_name(settings: CardSettings, args: Any) -> str:

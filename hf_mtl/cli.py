@@ -19,7 +19,7 @@ from . import __version__
 from .commands._common import UserError
 
 #: sub-command modules under hf_mtl.commands, in --help order
-COMMANDS = ("train", "evaluate", "search", "predict", "export", "push", "quickstart")
+COMMANDS = ("train", "evaluate", "search", "predict", "annotate", "export", "merge", "push", "quickstart")
 
 
 def build_parser() -> argparse.ArgumentParser:

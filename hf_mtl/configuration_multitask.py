@@ -119,6 +119,11 @@ class MultiTaskConfig(PreTrainedConfig):
             Where the encoder weights came from (recorded for model cards and tokenizer loading).
         pad_token_id (`int`, *optional*):
             Padding id; defaults to the encoder's.
+        lora (`dict`, *optional*):
+            LoRA adapters on the encoder (`hf_mtl.lora.lora_settings`): `peft.LoraConfig` settings (`r`,
+            `lora_alpha`, `lora_dropout`, `target_modules`, ...) and `merged`. While `merged` is false the model
+            holds the adapters separately (loading it needs `peft`); once merged, the weights are a plain encoder's
+            and the settings stay as a record of how it was trained.
     """
 
     model_type = "hf_mtl"
@@ -140,6 +145,7 @@ class MultiTaskConfig(PreTrainedConfig):
     classifier_dropout: float | None = None
     base_model_name_or_path: str | None = None
     pad_token_id: int | None = None
+    lora: dict | None = None
 
     def __post_init__(self, **kwargs):
         if isinstance(self.encoder, dict) and SubConfigSpec is None:  # pragma: no cover

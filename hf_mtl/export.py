@@ -45,6 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from .lora import has_unmerged_lora
+
 #: `config.json` key of the export's description (read by the ONNX Runtime backends)
 ONNX_CONFIG_KEY = "onnx_export"
 #: ONNX metadata key holding the exported tasks (with their label maps), as JSON
@@ -120,6 +122,8 @@ def _load_model(model_or_dir: Any) -> Any:
 
     if getattr(getattr(model, "config", None), "model_type", None) != MultiTaskConfig.model_type or not hasattr(model, "heads"):
         raise TypeError(f"export_onnx needs a MultiTaskModel or the folder of one; got {type(model_or_dir).__name__}.")
+    if has_unmerged_lora(model):  # one plain encoder in the graph; the caller's model keeps its adapters
+        model = (copy.deepcopy(model) if model is model_or_dir else model).merge_lora()
     return model
 
 

@@ -126,7 +126,7 @@ def train_recipe(recipe: Recipe, *, progress: Progress | None = None) -> TrainRe
     if recipe.distillation is not None:
         trained = train_teachers(recipe, training_args, train_data, eval_data, report)
         distillation = recipe.distillation_config({**recipe.distillation["teachers"], **trained})
-    trainer = _build_trainer(recipe, training_args, train_data, eval_data, report, distillation)
+    trainer = _build_trainer(recipe, training_args, train_data, eval_data, report, distillation=distillation)
     trainer.train()
     metrics = trainer.evaluate() if eval_data else {}
     trainer.create_model_card()  # README.md + training_curves.png
@@ -138,12 +138,19 @@ def train_recipe(recipe: Recipe, *, progress: Progress | None = None) -> TrainRe
 
 def _training_data(recipe: Recipe, training_args: Any, report: Progress) -> tuple[dict[str, Any], dict[str, Any]]:
     """The train and validation datasets of every task, checked; one progress line per task."""
+    streams = [entry.task.name for entry in recipe.tasks if recipe.source_of(entry.task.name).streaming]
+    if streams and not (training_args.max_steps and training_args.max_steps > 0):
+        raise RecipeError(
+            f"training.max_steps: required when a task's data streams (tasks {streams}: `streaming: true`), since "
+            "an epoch of a stream has no known length."
+        )
     data = load_recipe_data(recipe, (TRAIN_SPLIT, EVAL_SPLIT), required=(TRAIN_SPLIT,))
     train_data, eval_data = data[TRAIN_SPLIT], data[EVAL_SPLIT]
     if not eval_data and str(getattr(training_args.eval_strategy, "value", training_args.eval_strategy)) != "no":
         raise RecipeError("training.eval_strategy: no task has validation data; set eval_strategy to \"no\".")
     for name, dataset in train_data.items():
-        size = f"{len(dataset)} train" + (f", {len(eval_data[name])} validation" if name in eval_data else "")
+        train_size = "streamed" if recipe.source_of(name).streaming else str(len(dataset))
+        size = f"{train_size} train" + (f", {len(eval_data[name])} validation" if name in eval_data else "")
         report(f"hf-mtl: task {name!r}: {size} examples from {recipe.source_of(name).describe()}")
     return train_data, eval_data
 
@@ -212,9 +219,14 @@ def _build_trainer(
     encoder = recipe.encoder_path()
     report(f"hf-mtl: loading encoder {recipe.encoder}" + (f" from {encoder}" if encoder != recipe.encoder else ""))
     tokenizer = AutoTokenizer.from_pretrained(encoder)
+    model_kwargs = dict(recipe.model)
+    if "lora" in model_kwargs:  # `model.lora:` LoRA adapters on the encoder, merged into the final save
+        from peft import LoraConfig
+
+        model_kwargs["peft_config"] = LoraConfig(**model_kwargs.pop("lora"))
 
     def new_model() -> MultiTaskModel:
-        model = MultiTaskModel.from_encoder(encoder, tasks=recipe.task_specs, **recipe.model)
+        model = MultiTaskModel.from_encoder(encoder, tasks=recipe.task_specs, **model_kwargs)
         model.config.base_model_name_or_path = recipe.encoder  # the portable name, not this machine's path
         return model
 
@@ -225,6 +237,9 @@ def _build_trainer(
         eval_dataset=eval_data or None,
         processing_class=tokenizer,
         distillation=distillation,
+        task_sizes={
+            name: recipe.source_of(name).num_rows for name in train_data if recipe.source_of(name).num_rows is not None
+        },
     )
     trainer.run_record.data_sources = data_sources(recipe)
     trainer.run_record.card_settings = card_settings(recipe)

@@ -22,6 +22,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
 
 from .configuration_multitask import MultiTaskConfig, normalize_task_dict
+from .lora import add_lora, has_unmerged_lora, lora_settings, merge_lora_into
 from .heads_multitask import (  # noqa: F401 - the heads and IGNORE_INDEX are re-exported for callers of this module
     IGNORE_INDEX,
     SEQUENCE_CLASSIFICATION,
@@ -205,8 +206,21 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
     #: the pipeline imports, does not import it.
     saved_pipelines: dict[str, type] = {}
 
-    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
+    #: what `save_pretrained` does with unmerged LoRA adapters when its `merge_lora` is not given: merge them (a
+    #: plain checkpoint). `MultiTaskTrainer` sets it to False on the model while it writes intermediate
+    #: checkpoints, which must hold the adapters to resume training.
+    save_lora_merged: bool = True
+
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, *args: Any, merge_lora: bool | None = None, **kwargs: Any
+    ) -> Any:
         """`PreTrainedModel.save_pretrained`, plus the code that serves the checkpoint where hf_mtl is not installed.
+
+        A model with unmerged LoRA adapters (see `MultiTaskModel.add_lora`) saves a copy with the adapters merged
+        into the encoder weights (a plain checkpoint: one encoder pass, no `peft` needed to load it) unless
+        `merge_lora=False` (or the model's `save_lora_merged` is False, and `merge_lora` not given), which saves
+        the adapters separately (`config.lora` says so; loading needs `peft`; `hf-mtl merge` merges them later).
+        With an explicit `state_dict=` (sharded training), the adapters are saved as they are.
 
         When the modeling code is saved with the weights (the model class is registered for an auto class: hf_mtl
         registers `MultiTaskModel` for `AutoModel`; transformers registers a remote-code copy it loads),
@@ -219,6 +233,11 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
           only transformers installed.
         The model's own config object is left as it was (the entries are written, not kept).
         """
+        if merge_lora is None:
+            merge_lora = self.save_lora_merged and kwargs.get("state_dict") is None
+        if merge_lora and has_unmerged_lora(self):
+            merged = copy.deepcopy(self).merge_lora()
+            return merged.save_pretrained(save_directory, *args, merge_lora=False, **kwargs)
         config = self.config
         pipelines = self.saved_pipelines if self.is_remote_code() else {}
         kept_pipelines = config.__dict__.get("custom_pipelines")
@@ -286,6 +305,8 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         for entry in config.tasks:  # in the config's order: the order heads draw their initial weights
             self.heads[entry["name"]] = head_class(entry["task_type"], entry["name"])(config, entry)
         self.post_init()
+        if config.lora and not config.lora.get("merged"):  # a checkpoint saved with its adapters unmerged
+            add_lora(self.encoder, config.lora)
 
     # ------------------------------------------------------------------ construction
     @staticmethod
@@ -316,6 +337,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         *,
         pooling: str = "mean",
         classifier_dropout: float | None = None,
+        peft_config: Any = None,
         **encoder_kwargs: Any,
     ) -> MultiTaskModel:
         """Load a pretrained encoder (any `AutoModel` checkpoint) and add freshly initialised heads.
@@ -325,6 +347,8 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             tasks: task specs (`SequenceClassificationTask`, `TokenClassificationTask`) or config dicts.
             pooling: `"mean"` or `"cls"` pooling for sequence heads.
             classifier_dropout: dropout inside the heads (default: the encoder's hidden dropout).
+            peft_config: a `peft.LoraConfig` to train LoRA adapters on the encoder instead of all its weights
+                (see [`MultiTaskModel.add_lora`]); the heads are always fully trained.
             **encoder_kwargs: passed to `AutoModel.from_pretrained` (`revision`, `dtype`,
                 `attn_implementation`, `trust_remote_code`, ...).
         """
@@ -360,7 +384,41 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         model = cls(config, encoder=encoder)
         model.encoder.config._attn_implementation = attn_implementation
         model.to(encoder.dtype)
+        if peft_config is not None:
+            model.add_lora(peft_config)
         return model
+
+    # ------------------------------------------------------------------ LoRA
+    def add_lora(self, peft_config: Any) -> MultiTaskModel:
+        """Add LoRA adapters to the shared encoder in place (`peft.inject_adapter_in_model`): from then on only
+        the adapters and the heads require grad. `peft_config` is a `peft.LoraConfig` (or a dict of its fields);
+        without `target_modules`, the encoder family's attention and feed-forward projections are adapted
+        (`hf_mtl.lora.DEFAULT_TARGET_MODULES`). The settings are kept in `config.lora`. Returns the model.
+
+        `save_pretrained` writes the adapters merged into the encoder weights by default (a plain checkpoint);
+        `merge_lora()` merges them in place.
+        """
+        if has_unmerged_lora(self):
+            raise ValueError(
+                "This model already has LoRA adapters; merge them first (model.merge_lora()) to add new ones."
+            )
+        settings = lora_settings(peft_config, self.config.encoder)
+        add_lora(self.encoder, settings)
+        self.config.lora = settings
+        return self
+
+    def merge_lora(self) -> MultiTaskModel:
+        """Merge the LoRA adapters into the encoder weights in place and return the model: a plain
+        `MultiTaskModel` (original parameter names, every parameter trainable again, no `peft` needed to load
+        what it saves) whose `config.lora` keeps the settings, marked `merged`. A model without adapters is
+        returned unchanged."""
+        if not has_unmerged_lora(self):
+            return self
+        merge_lora_into(self.encoder)
+        for param in self.parameters():
+            param.requires_grad_(True)
+        self.config.lora = {**self.config.lora, "merged": True}
+        return self
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, tasks: Iterable[Any] | None = None, **kwargs):

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from datasets import ClassLabel, Dataset, Features, Sequence as SequenceFeature, Value
+from datasets import ClassLabel, Dataset, Features, IterableDataset, Sequence as SequenceFeature, Value
 
 from .encoders import effective_max_length, effective_text_pair, encoder_max_length
 
@@ -45,6 +45,11 @@ def is_prepared(dataset: Dataset) -> bool:
     return "input_ids" in dataset.column_names and "labels" in dataset.column_names
 
 
+def row_count(dataset: Dataset | IterableDataset) -> int | None:
+    """The number of rows, or None for a stream (`datasets.IterableDataset`: known only once read)."""
+    return None if isinstance(dataset, IterableDataset) else len(dataset)
+
+
 def _check_columns(task: Task, dataset: Dataset, split: str, require_labels: bool = True) -> None:
     optional = set() if require_labels else {task.label_column}
     missing = [c for c in task.input_columns if c not in dataset.column_names and c not in optional]
@@ -53,7 +58,7 @@ def _check_columns(task: Task, dataset: Dataset, split: str, require_labels: boo
             f"Task {task.name!r} ({split}): column(s) {missing} not found; the dataset has columns "
             f"{dataset.column_names}. Rename them or set the task's column arguments."
         )
-    if len(dataset) == 0:
+    if row_count(dataset) == 0:
         raise ValueError(f"Task {task.name!r} ({split}): the dataset is empty; every task needs at least one row.")
 
 
@@ -188,9 +193,10 @@ def no_rows(features: Features) -> dict[str, list]:
     return {k: [] for k in features}
 
 
-def report_skipped(task: Task, split: str, total: int, left: int, skipped: list[int], reason: str) -> None:
-    """Log how many rows were skipped and which; no rows left is an error."""
-    if not skipped:
+def report_skipped(task: Task, split: str, total: int | None, left: int | None, skipped: list[int], reason: str) -> None:
+    """Log how many rows were skipped and which; no rows left is an error. A stream (`total` None) is
+    prepared lazily, as it is read: nothing is known to report yet."""
+    if not skipped or total is None:
         return
     shown = ", ".join(map(str, sorted(skipped)[:10])) + (", ..." if len(skipped) > 10 else "")
     if left == 0:
@@ -209,7 +215,12 @@ def map_rows(
     split: str,
 ) -> Dataset:
     """`fn(batch, rows)` over the dataset in batches of 1000 raw rows (`rows`: their indices, for messages),
-    giving the prepared rows with `features`; the raw columns are dropped."""
+    giving the prepared rows with `features`; the raw columns are dropped. A stream
+    (`datasets.IterableDataset`, its features resolved) is mapped lazily, batch by batch as it is read."""
+    if isinstance(dataset, IterableDataset):
+        return dataset.map(
+            fn, batched=True, batch_size=1000, with_indices=True, remove_columns=dataset.column_names, features=features
+        )
     return dataset.map(
         fn,
         batched=True,
@@ -334,5 +345,6 @@ __all__ = [
     "prepared_features",
     "report_skipped",
     "prepare_datasets",
+    "row_count",
     "tokenize_texts",
 ]

@@ -37,11 +37,18 @@ TASK_KEYS = ("name", "type", "labels", "weight", "data")
 HUB_KEYS = ("hub", "config", "revision", "splits", "local")
 #: keys of a local-files source, besides the reader options of the registered formats (`_file_keys()`)
 FILE_SOURCE_KEYS = ("files", "format")
-COMMON_DATA_KEYS = ("rename", "join", "join_separator", "label_map", "label_separator", "max_examples", "name")
-MODEL_KEYS = ("pooling", "classifier_dropout")
+COMMON_DATA_KEYS = ("rename", "join", "join_separator", "label_map", "label_separator", "max_examples", "name",
+                    "streaming", "num_rows")
+MODEL_KEYS = ("pooling", "classifier_dropout", "lora")
 DISTILLATION_KEYS = ("teachers", "schedule", "temperature", "teacher_weight", "batch_size")
 #: `distillation.teachers: train` (or a task's teacher `train`): the job trains that single-task teacher first
 TRAIN_TEACHERS = "train"
+#: `model.lora` keys -> the `peft.LoraConfig` field each sets (see `_parse_lora`)
+LORA_KEYS = {
+    "r": "r", "alpha": "lora_alpha", "dropout": "lora_dropout", "target_modules": "target_modules", "bias": "bias",
+    "use_rslora": "use_rslora", "use_dora": "use_dora", "exclude_modules": "exclude_modules",
+}
+LORA_BIAS = ("none", "all", "lora_only")
 CARD_KEYS = ("model_name", "license", "language", "tags", "description", "intended_use", "limitations")
 _SPLIT_NAMES = ("train", "validation", "test")
 
@@ -416,7 +423,23 @@ def _reader_options(section: _Section, fmt: str) -> dict[str, Any]:
     return options
 
 
-def _parse_source(raw: Any, path: str, task: Task, nested: bool = False) -> DataSource:
+def _parse_streaming(section: _Section, inherited: tuple[bool, int | None]) -> dict[str, Any]:
+    """`streaming:` (read the train split as a stream) and `num_rows:` (its size); a `local:` source inherits
+    its Hub source's."""
+    streaming = section.get("streaming", "bool", inherited[0])
+    num_rows = section.get("num_rows", "int", inherited[1])
+    if num_rows is not None and num_rows < 1:
+        raise RecipeError(f"{section.key('num_rows')}: expected a positive number of rows, got {num_rows}.")
+    if section.has("num_rows") and not streaming:
+        raise RecipeError(
+            f"{section.key('num_rows')}: only applies with `streaming: true` (the size of other data is known)."
+        )
+    return {"streaming": streaming, "num_rows": num_rows}
+
+
+def _parse_source(
+    raw: Any, path: str, task: Task, nested: bool = False, inherited: tuple[bool, int | None] = (False, None)
+) -> DataSource:
     file_keys = _file_keys()
     known = (file_keys + COMMON_DATA_KEYS) if nested else (HUB_KEYS + file_keys + COMMON_DATA_KEYS)
     section = _Section(raw, path, known)
@@ -433,6 +456,7 @@ def _parse_source(raw: Any, path: str, task: Task, nested: bool = False) -> Data
         "join_separator": section.get("join_separator", "str", " "),
         "label_separator": section.get("label_separator", "str", "|"),
         "name": section.get("name", "str"),
+        **_parse_streaming(section, inherited),
     }
     if section.has("label_map"):
         common["label_map"] = _parse_label_map(section.data["label_map"], section.key("label_map"), task)
@@ -445,7 +469,10 @@ def _parse_source(raw: Any, path: str, task: Task, nested: bool = False) -> Data
                                   "put local-file settings under `local:`.")
         local = None
         if section.has("local"):
-            local = _parse_source(section.data["local"], section.key("local"), task, nested=True)
+            local = _parse_source(
+                section.data["local"], section.key("local"), task, nested=True,
+                inherited=(common["streaming"], common["num_rows"]),
+            )
         return DataSource(
             hub=section.get("hub", "str"),
             config=section.get("config", "str"),
@@ -527,6 +554,32 @@ def _check_model_section(raw: Any) -> dict[str, Any]:
             raise RecipeError(f"model.pooling: {out['pooling']!r} is not one of {', '.join(POOLING_MODES)}.")
     if section.has("classifier_dropout"):
         out["classifier_dropout"] = section.get("classifier_dropout", "float")
+    if "lora" in section.data:
+        out["lora"] = _parse_lora(section.data["lora"])
+    return out
+
+
+def _parse_lora(raw: Any) -> dict[str, Any]:
+    """`model.lora`: LoRA adapters on the encoder (an empty mapping: peft's defaults, r=8, alpha=8), as
+    `peft.LoraConfig` keyword arguments; `target_modules` left out takes the encoder family's default
+    (`hf_mtl.lora.DEFAULT_TARGET_MODULES`)."""
+    section = _Section({} if raw is None else raw, "model.lora", tuple(LORA_KEYS))
+    kinds = {"r": "int", "alpha": "number", "dropout": "number", "bias": "str", "use_rslora": "bool",
+             "use_dora": "bool"}
+    out: dict[str, Any] = {}
+    for key, kind in kinds.items():
+        if section.has(key):
+            out[LORA_KEYS[key]] = section.get(key, kind)
+    for key in ("target_modules", "exclude_modules"):  # a list of module-name suffixes, or one string
+        if section.has(key):
+            value = section.data[key]
+            out[LORA_KEYS[key]] = section.get(key, "str" if isinstance(value, str) else "list[str]")
+    if out.get("r", 1) < 1:
+        raise RecipeError(f"model.lora.r: expected a positive rank, got {out['r']}.")
+    if not 0 <= out.get("lora_dropout", 0.0) < 1:
+        raise RecipeError(f"model.lora.dropout: expected a probability in [0, 1), got {out['lora_dropout']}.")
+    if out.get("bias", "none") not in LORA_BIAS:
+        raise RecipeError(f"model.lora.bias: {out['bias']!r} is not one of {', '.join(LORA_BIAS)}.")
     return out
 
 

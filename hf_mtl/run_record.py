@@ -32,6 +32,8 @@ class RunRecord:
         distillation: the distillation settings (`hf_mtl.distillation.Distiller.describe`): `schedule`,
             `temperature`, `teacher_weight`, and per task its teacher's `source`, `head` and validation `scores`;
             empty without distillation.
+        parameters: `{"trainable": n, "total": m}` parameter counts of the model as trained (with LoRA adapters,
+            only the adapters and the heads are trainable; `hf_mtl.lora.parameter_counts`).
         card_settings: the card's free-form fields (`hf_mtl.card.CardSettings`: name, license, texts, ...).
     """
 
@@ -42,6 +44,7 @@ class RunRecord:
     loss_balancer: dict[str, Any] = field(default_factory=dict)
     data_sources: dict[str, dict[str, Any]] = field(default_factory=dict)
     distillation: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, int] = field(default_factory=dict)
     card_settings: CardSettings | None = None
 
 

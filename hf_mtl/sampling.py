@@ -30,6 +30,7 @@ resumed run replays the same batch order.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -48,6 +49,9 @@ MEGABATCH_FACTOR = 50
 DEFAULT_TEMPERATURE = 2.0
 #: random stream keys (with seed and epoch): each task's passes use `_PASS_STREAM`; strategies use their own
 _PASS_STREAM = 1
+#: random stream key of the task order of streaming runs (`stream_task_order`), drawn in blocks of this size
+_STREAM_ORDER = 4
+_STREAM_BLOCK = 1024
 
 
 class MultiTaskDataset(TorchDataset):
@@ -166,7 +170,14 @@ class MultiTaskBatchSampler(Sampler[list[int]], ABC):
 
     No `batch_size` attribute is exposed on purpose: accelerate then treats batches as variable-sized
     lists and gives whole batches to each process, instead of re-slicing them across tasks.
+
+    When tasks stream (`hf_mtl.streaming`), the same strategy orders the tasks with `stream_task_order`
+    (by default: each batch's task drawn from `probabilities()`); a strategy whose probabilities ignore the
+    task sizes sets `needs_task_sizes = False`, so streams of unknown size can use it.
     """
+
+    #: whether `probabilities()` depends on the task sizes (streams of unknown size need one that does not)
+    needs_task_sizes: bool = True
 
     def __init__(
         self,
@@ -355,6 +366,17 @@ class MultiTaskBatchSampler(Sampler[list[int]], ABC):
         """The random stream `keys` of the current epoch (a pure function of seed, epoch and keys)."""
         return np.random.default_rng([self.seed, self.epoch, *keys])
 
+    def stream_task_order(self, start: int = 0) -> Iterator[int]:
+        """The task (position in `task_names`) of each batch of a streaming run, from batch `start` on; a pure
+        function of the seed and the batch's position, so every process draws the same order and a resumed
+        run continues it. By default each batch's task is drawn from `probabilities()`."""
+        n_tasks, p = len(self.task_sizes), self.probabilities()
+        block, offset = divmod(int(start), _STREAM_BLOCK)
+        while True:
+            draws = np.random.default_rng([self.seed, _STREAM_ORDER, block]).choice(n_tasks, size=_STREAM_BLOCK, p=p)
+            yield from (int(t) for t in draws[offset:])
+            block, offset = block + 1, 0
+
     # ------------------------------------------------------------------ iteration
     def _task_pass(self, task: int, repeat: int) -> list[np.ndarray]:
         """One pass over a task's (capped) examples, as batches of global indices."""
@@ -438,6 +460,13 @@ class RoundRobinBatchSampler(MultiTaskBatchSampler):
     def probabilities(self) -> np.ndarray:
         return _normalised(np.asarray(self.batches_per_task(), dtype=np.float64))
 
+    needs_task_sizes = False
+
+    def stream_task_order(self, start: int = 0) -> Iterator[int]:
+        # streams do not run out: tasks simply take turns
+        n_tasks = len(self.task_sizes)
+        return (t % n_tasks for t in itertools.count(int(start)))
+
     def strategy_description(self) -> str:
         return "Tasks take turns batch by batch (`round_robin`); larger tasks keep going once smaller ones are done."
 
@@ -485,6 +514,8 @@ class TemperatureBatchSampler(DrawnTaskBatchSampler):
 
 class UniformBatchSampler(DrawnTaskBatchSampler):
     """`"uniform"`: each batch's task drawn with equal probability, whatever the tasks' sizes."""
+
+    needs_task_sizes = False
 
     def probabilities(self) -> np.ndarray:
         return _normalised(np.ones(len(self.task_sizes), dtype=np.float64))

@@ -69,6 +69,7 @@ from .preprocessing import (
     no_rows,
     prepared_features,
     report_skipped,
+    row_count,
     tokenize_texts,
 )
 from .tag_schemes import detect_tag_scheme
@@ -418,7 +419,7 @@ class SequenceClassificationTask(Task):
         extra = {EXAMPLE_INDEX_COLUMN: Value("int64")} if not for_training else {}
         features = prepared_features(tokenizer, self.label_feature() if with_labels else None, extra)
         prepared = map_rows(dataset, encode, features, self, split)
-        report_skipped(self, split, len(dataset), len(prepared), skipped, "empty or whitespace-only text")
+        report_skipped(self, split, row_count(dataset), row_count(prepared), skipped, "empty or whitespace-only text")
         if truncated:
             logger.warning(
                 f"Task {self.name!r} ({split}): {truncated} of {len(dataset)} texts are longer than {max_length} "

@@ -6,6 +6,9 @@ What it adds to the plain Trainer, and nothing more:
   one task per batch), wired in `get_train_dataloader`;
 - with `all_tasks_per_step`, every optimizer step accumulates one batch of each task (`_all_tasks_args`:
   the Trainer's gradient accumulation becomes the arguments' own times the number of tasks);
+- a task's training data may stream (`datasets.IterableDataset`, `hf_mtl.streaming`): prepared lazily, one
+  task per batch from the same strategy, each process reading its own shard, the streams' position saved in
+  checkpoints (`stream_state-<rank>.json`);
 - each training batch's head loss (a per-batch mean) goes through the loss balancer (`hf_mtl.balancers`;
   by default the task's static weight), whose parameters, if any, join the optimizer and which hears of
   every optimizer step (`LossBalancer.end_step`); logs carry each task's running loss as `<task>_loss`;
@@ -81,9 +84,19 @@ from .hub import MultiTaskHubMixin
 from .metrics import compute_task_metrics
 from .modeling_multitask import MultiTaskModel
 from .preprocessing import EXAMPLE_INDEX_COLUMN, WORD_INDEX_COLUMN, effective_max_length, prepare_datasets
+from .lora import parameter_counts
 from .run_record import RunRecord
 from .sampling import MultiTaskBatchSampler, MultiTaskDataset, RunLength, sampling_strategy, sampling_strategy_name
 from .search import average_objective, default_search_space, record_trial, trial_arguments
+from .streaming import (
+    StreamingTrainData,
+    build_stream,
+    is_streaming,
+    load_stream_state,
+    prepare_streaming_run,
+    save_stream_state,
+    training_task_sizes,
+)
 from .tasks import Task, tasks_from_config
 from .training_args import MultiTaskTrainingArguments
 
@@ -158,6 +171,9 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             `eval_average`.
         distillation: a `hf_mtl.distillation.DistillationConfig`: learn the tasks it names from single-task
             teachers as well as gold labels (born-again distillation with teacher annealing).
+        task_sizes: rows of streaming training tasks (`datasets.IterableDataset` values of `train_dataset`)
+            whose dataset info does not record them, for strategies that weigh tasks by size
+            (`hf_mtl.streaming`; a run with a streaming task needs `max_steps`).
         Everything else is passed to `transformers.Trainer`.
     """
 
@@ -172,6 +188,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         model_init: Callable[..., MultiTaskModel] | None = None,
         compute_metrics: Callable[..., dict] | Mapping[str, Callable[..., dict]] | None = None,
         distillation: DistillationConfig | None = None,
+        task_sizes: Mapping[str, int] | None = None,
         **kwargs: Any,
     ):
         if args is None:
@@ -210,18 +227,36 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         self.tokenizer_max_length = effective_max_length(processing_class, args.max_length, config)
         self.loss_balancer: LossBalancer = self._build_loss_balancer(args)
 
+        # this process and the number of processes: under DDP each process reads its own shard of a stream
+        self._process = (args.process_index, args.world_size)
         self.train_datasets = self._prepare(train_dataset, "train", processing_class) if train_dataset is not None else None
+        streaming = any(is_streaming(d) for d in (self.train_datasets or {}).values())
+        if streaming and distillation is not None:
+            # teacher logits are cached as a column of the prepared data, which a stream does not hold
+            raise ValueError(
+                "MultiTaskTrainer: distillation needs map-style training data (teacher logits are cached with the "
+                f"prepared dataset); streaming tasks: {[n for n, d in self.train_datasets.items() if is_streaming(d)]}."
+            )
+        if streaming and args.all_tasks_per_step:
+            raise ValueError(
+                "MultiTaskTrainer: all_tasks_per_step is not supported with streaming training data; use "
+                "task_sampling_strategy='round_robin' to take the tasks in turn instead."
+            )
         # teacher logits are computed once, cached with the prepared data (hf_mtl.distillation)
         self.distiller = Distiller(distillation, self.tasks, processing_class) if distillation is not None else None
         if self.distiller is not None and self.train_datasets:
             self.train_datasets = self.distiller.add_teacher_logits(self.train_datasets, args)
         self.eval_datasets = self._prepare(eval_dataset, "eval", processing_class) if eval_dataset is not None else None
+        # rows per training task (None: a stream of unknown size)
+        self._check_keys(task_sizes or {}, "task_sizes")
+        self.train_task_sizes = training_task_sizes(self.train_datasets or {}, train_dataset, task_sizes, args.max_steps)
         # the facts of this run the model card shows (the sampler, balancer and job layer add theirs)
         self.run_record = RunRecord(
-            train_sizes={name: len(ds) for name, ds in (self.train_datasets or {}).items()},
+            train_sizes={name: n for name, n in self.train_task_sizes.items() if n is not None},
             eval_sizes={name: len(ds) for name, ds in (self.eval_datasets or {}).items()},
             loss_balancer=self.loss_balancer.describe(),
             distillation=self.distiller.describe() if self.distiller is not None else {},
+            parameters=parameter_counts(model),
         )
         if data_collator is None:
             data_collator = MultiTaskDataCollator(processing_class, self.tasks)
@@ -236,7 +271,11 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             model=model,
             args=args,
             data_collator=data_collator,
-            train_dataset=MultiTaskDataset(self.train_datasets) if self.train_datasets else None,
+            train_dataset=(
+                (StreamingTrainData(self.train_datasets) if streaming else MultiTaskDataset(self.train_datasets))
+                if self.train_datasets
+                else None
+            ),
             eval_dataset=self.eval_datasets,
             processing_class=processing_class,
             **kwargs,
@@ -248,6 +287,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         # tasks whose head ran on this process since the last optimizer step (see `_drop_unused_head_grads`)
         self._heads_used = torch.zeros(len(self.tasks), dtype=torch.float32)
         self._train_batch_sampler: MultiTaskBatchSampler | None = None
+        self._train_stream = None  # the `MultiTaskStream` of a run with streaming tasks
         self._resume_state: dict[str, Any] | None = None
         self._resume_checkpoint: str | None = None
         # False while `prediction_step` runs: evaluation reports the heads' own losses
@@ -318,6 +358,11 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
             if missing:
                 logger.warning(f"No training data for task(s) {missing}: their heads will not be trained.")
         ordered = {t.name: datasets[t.name] for t in self.tasks if t.name in datasets}
+        if any(is_streaming(d) for d in ordered.values()):
+            return prepare_streaming_run(
+                ordered, self.task_by_name, tokenizer, split=split, max_length=self.tokenizer_max_length,
+                rank=self._process[0], world_size=self._process[1],
+            )
         return prepare_datasets(
             ordered,
             self.tasks,
@@ -362,12 +407,53 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         batches across processes)."""
         if self.train_dataset is None:
             raise ValueError("MultiTaskTrainer: training requires a train_dataset.")
+        if isinstance(self.train_dataset, StreamingTrainData):
+            return self._get_stream_dataloader()
         sampler = self.make_batch_sampler(self.train_dataset)
         self._train_batch_sampler = sampler
         self.run_record.batch_shares = dict(zip(sampler.task_names, (float(p) for p in sampler.batch_shares())))
         self.run_record.sampling = sampler.describe()
         loader = DataLoader(self.train_dataset, batch_sampler=sampler, **self._loader_params())
         return self.accelerator.prepare(loader)
+
+    def _get_stream_dataloader(self) -> DataLoader:
+        """A run with streaming tasks: one-task batches from `MultiTaskStream` (`hf_mtl.streaming`). Every
+        process reads its own shard and the same task order, so the loader is not sharded by accelerate."""
+        args = self.args
+        if args.dataloader_num_workers:
+            raise ValueError(
+                f"dataloader_num_workers={args.dataloader_num_workers}: a run with streaming tasks reads its streams in "
+                "the training process (their position is saved in checkpoints); set dataloader_num_workers=0."
+            )
+        strategy = sampling_strategy(args.task_sampling_strategy)
+        stream = build_stream(
+            self.train_dataset.datasets,
+            strategy,
+            self._train_batch_size,
+            sizes=self.train_task_sizes,
+            seed=args.data_seed if args.data_seed is not None else args.seed,
+            buffer_size=args.stream_buffer_size,
+            group_by_length=bool(args.group_by_length) or args.train_sampling_strategy == "group_by_length",
+            drop_last=args.dataloader_drop_last,
+            max_examples_per_task=args.max_examples_per_task,
+            strategy_kwargs=strategy.strategy_kwargs(args),
+            rank=args.process_index,
+            world_size=args.world_size,
+        )
+        self._train_stream = stream
+        self._train_batch_sampler = stream.order
+        self.run_record.batch_shares = dict(zip(stream.order.task_names, (float(p) for p in stream.order.probabilities())))
+        self.run_record.sampling = stream.order.describe()
+        # the stream yields whole batches; its own generator keeps `iter(loader)` from drawing from the global
+        # RNG, which a resumed run restores before it (so dropout continues as in the uninterrupted run)
+        params = {**self._loader_params(), "batch_size": None, "generator": torch.Generator().manual_seed(args.seed)}
+        return DataLoader(stream, **params)
+
+    def _init_training_state(self, *args: Any, **kwargs: Any) -> tuple[int, int]:
+        """`Trainer._init_training_state`; a resumed streaming run restores its streams' position from the
+        checkpoint instead of re-reading and skipping the batches already trained."""
+        epochs_trained, steps_trained = super()._init_training_state(*args, **kwargs)
+        return epochs_trained, 0 if self._train_stream is not None else steps_trained
 
     @staticmethod
     def _eval_sampler(dataset: Dataset) -> _SortedIndexSampler:
@@ -516,6 +602,13 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
     def _check_distributed_launch(self) -> None:
         """Fail when a launcher started several processes that do not form one training group (each would
         train and save its own model; on CPU this is what happens without `use_cpu=True`)."""
+        if self.args.fsdp and not self.is_fsdp_enabled:
+            # accelerate enables FSDP for GPU-like devices only: on CPU it silently drops the plugin
+            logger.warning(
+                f"fsdp={self.args.fsdp!r} was requested but accelerate did not enable FSDP (distributed type "
+                f"{self.accelerator.state.distributed_type}; it does so on GPUs and similar devices only, not on CPU): "
+                "training runs without sharding, as plain DDP (or one process). See docs/distributed.md."
+            )
         try:
             launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
         except ValueError:
@@ -692,14 +785,23 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         """Adds `multitask_state.json` (and the loss balancer's tensors, if it has any) to the checkpoint,
         before the Trainer's files: `trainer_state.json`, written last, marks a complete checkpoint."""
         state = self._multitask_state()
+        folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        output_dir = os.path.join(self._get_output_dir(trial=trial), folder)
+        if self._train_stream is not None:  # every process: each reads its own shard
+            trained = self.state.global_step * self.args.gradient_accumulation_steps
+            save_stream_state(self._train_stream, output_dir, self.args.process_index, self.args.world_size, trained)
         if self.args.should_save:
-            folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            output_dir = os.path.join(self._get_output_dir(trial=trial), folder)
             os.makedirs(output_dir, exist_ok=True)
             with open(os.path.join(output_dir, MULTITASK_STATE_NAME), "w", encoding="utf-8") as handle:
                 json.dump(state, handle, indent=2)
             self._save_loss_balancer(output_dir)
-        super()._save_checkpoint(model, trial)
+        # a checkpoint keeps LoRA adapters unmerged (resuming trains them on); the final save merges them
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        unwrapped.save_lora_merged = False
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            del unwrapped.save_lora_merged
 
     def _save_loss_balancer(self, output_dir: str) -> None:
         """The balancer's parameters and buffers as safetensors (none for a balancer without tensors)."""
@@ -785,6 +887,7 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         checkpoint, self._resume_checkpoint = self._resume_checkpoint, None
         if checkpoint is not None:
             self._restore_loss_balancer(checkpoint)
+            self._restore_stream(checkpoint)
         if state is None:
             return
         saved = state.get("sampler")
@@ -820,6 +923,26 @@ class MultiTaskTrainer(MultiTaskHubMixin, Trainer):
         if isinstance(tr_loss, torch.Tensor) and "loss_since_log" in state:
             tr_loss += float(state["loss_since_log"])
             self._globalstep_last_logged = min(int(state["last_logged_step"]), self.state.global_step)
+
+    def _restore_stream(self, checkpoint: str) -> None:
+        """A resumed streaming run continues every task's stream where the checkpoint left it."""
+        if self._train_stream is None:
+            return
+        saved = load_stream_state(checkpoint, self.args.process_index)
+        if saved is None or saved.get("world_size", self.args.world_size) != self.args.world_size:
+            message = (
+                f"{checkpoint} holds no stream position for process {self.args.process_index} of "
+                f"{self.args.world_size} (written by a run without streaming tasks, or by another number of "
+                "processes, whose shards differ)"
+            )
+            if not self.args.ignore_data_skip:
+                raise ValueError(
+                    message + ", so the streams cannot continue where they were. Resume with the same data and "
+                    "number of processes, or pass ignore_data_skip=True to start the streams from their beginning."
+                )
+            logger.warning(message + ": the streams start from their beginning.")
+            return
+        self._train_stream.load_state_dict(saved)
 
     def _check_resumed_loss_balancer(self, checkpoint: str, state: Mapping[str, Any]) -> None:
         """A run resumes with the checkpoint's balancer (checkpoints of hf_mtl 0.1 had only static weights):

@@ -11,6 +11,7 @@ from transformers import TrainingArguments
 
 from .balancers import LossBalancer, loss_balancer_name
 from .sampling import DEFAULT_TEMPERATURE, MultiTaskBatchSampler, sampling_strategy_name
+from .streaming import DEFAULT_STREAM_BUFFER_SIZE
 
 
 @dataclass
@@ -74,6 +75,13 @@ class MultiTaskTrainingArguments(TrainingArguments):
         default=False,
         metadata={"help": "Batch examples of similar length within each task (less padding, faster)."},
     )
+    stream_buffer_size: int = field(
+        default=DEFAULT_STREAM_BUFFER_SIZE,
+        metadata={
+            "help": "Rows of each streaming task read ahead, shuffled and grouped by length there (hf_mtl.streaming); "
+            "memory grows with it, not with the corpus."
+        },
+    )
     max_length: int | None = field(
         default=None,
         metadata={"help": "Tokenization length for raw datasets (default: the tokenizer's/encoder's limit)."},
@@ -85,6 +93,8 @@ class MultiTaskTrainingArguments(TrainingArguments):
         self.loss_balancer = loss_balancer_name(self.loss_balancer)
         if not self.sampling_temperature > 0:
             raise ValueError(f"sampling_temperature must be > 0, got {self.sampling_temperature}.")
+        if self.stream_buffer_size < 1:
+            raise ValueError(f"stream_buffer_size must be >= 1, got {self.stream_buffer_size}.")
         if self.max_examples_per_task is not None and self.max_examples_per_task < 1:
             raise ValueError(f"max_examples_per_task must be >= 1, got {self.max_examples_per_task}.")
         self.task_weights = _json_object(self.task_weights, "task_weights", '{"ner": 2.0}')

@@ -34,6 +34,7 @@ from .preprocessing import (
     no_rows,
     prepared_features,
     report_skipped,
+    row_count,
 )
 
 if TYPE_CHECKING:  # pragma: no cover - tasks.py imports this module
@@ -249,7 +250,7 @@ def prepare_words(
         extra = {EXAMPLE_INDEX_COLUMN: Value("int64"), WORD_INDEX_COLUMN: SequenceFeature(Value("int32"))}
     features = prepared_features(tokenizer, SequenceFeature(task.word_target_feature) if with_labels else None, extra)
     prepared = map_rows(dataset, encode, features, task, split)
-    report_skipped(task, split, len(dataset), len(prepared), skipped, "an empty word list")
+    report_skipped(task, split, row_count(dataset), row_count(prepared), skipped, "an empty word list")
     if stats["windowed"]:
         logger.warning(
             f"Task {task.name!r} ({split}): {stats['windowed']} sentences are longer than {max_length} tokens and "

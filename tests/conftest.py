@@ -117,15 +117,37 @@ def raw_data():
 def run_isolated(command: list[str], env: dict[str, str], timeout: int) -> subprocess.CompletedProcess:
     """`subprocess.run` in a new process group that is killed whole on timeout: launchers such as torchrun
     start workers that would otherwise outlive a killed parent and hold CPU and memory."""
-    import signal
+    return run_isolated_together([command], env, timeout)[0]
 
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+
+def run_isolated_together(commands: list[list[str]], env: dict[str, str], timeout: int) -> list[subprocess.CompletedProcess]:
+    """`run_isolated` for commands that run at the same time (such as the torchrun agents of several "nodes"):
+    all are started, then waited for; on timeout every one's process group is killed."""
+    import signal
+    import tempfile
+    import time
+
+    started = []
     try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
+        for command in commands:
+            # output to files, not pipes: a process blocked on a full pipe would stall the others
+            out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+            process = subprocess.Popen(command, env=env, stdout=out, stderr=err, text=True, start_new_session=True)
+            started.append((command, process, out, err))
+        deadline = time.monotonic() + timeout
+        for command, process, _, _ in started:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except BaseException:
+        for _, process, _, _ in started:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
         raise
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    results = []
+    for command, process, out, err in started:
+        out.seek(0)
+        err.seek(0)
+        results.append(subprocess.CompletedProcess(command, process.returncode, out.read(), err.read()))
+        out.close()
+        err.close()
+    return results

@@ -178,3 +178,33 @@ def test_predict_throughput_runs_the_onnx_runtime_settings(tiny_encoder, tmp_pat
         "--out", str(tmp_path / "c.json"),
     ])
     assert [row["case"] for row in cold["results"]] == ["PyTorch checkpoint", "ONNX model.int8.onnx"]
+
+
+def test_annotate_throughput_runs(tiny_encoder, tmp_path):
+    from benchmarks import annotate_throughput
+
+    out = tmp_path / "annotate.json"
+    payload = annotate_throughput.main([
+        "--data-dir", DATA_DIR, "--model", tiny_encoder, "--n-texts", "12", "--rows-per-part", "4", "--repeats", "1",
+        "--memory-rows", "0", "--out", str(out),
+    ])
+    best = payload["results"]["best"]
+    assert best["1"]["rows"] == 12 and best["2"]["rows"] == 12 and len(best["2"]["per_process_s"]) == 2
+    assert payload["results"]["outputs_equal"]
+    assert json.loads(out.read_text())["benchmark"] == "annotate_throughput"
+
+
+def test_lora_cost_runs(tiny_encoder, tmp_path):
+    from benchmarks import lora_cost
+
+    out = tmp_path / "lora.json"
+    payload = lora_cost.main([
+        "--data-dir", DATA_DIR, "--model", tiny_encoder, "--steps", "2", "--warmup", "1",
+        "--examples-per-task", "24", "--batch-size", "8", "--repeats", "1", "--settings", "full,lora-r8",
+        "--out", str(out),
+    ])
+    results = payload["results"]
+    assert set(results) == {"full", "lora-r8"}  # one run per setting is a subprocess: two keep this short
+    assert 0 < results["lora-r8"]["trainable_parameters"] < results["full"]["trainable_parameters"]
+    assert all(r["step_seconds_median"] > 0 and r["peak_rss_mib"] > 0 for r in results.values())
+    assert json.loads(out.read_text())["benchmark"] == "lora_cost"

@@ -14,7 +14,7 @@ from huggingface_hub import ModelCard
 
 from hf_mtl.cli import main
 
-COMMANDS = ("train", "evaluate", "search", "export", "push", "quickstart")
+COMMANDS = ("train", "evaluate", "search", "annotate", "export", "merge", "push", "quickstart")
 
 
 @pytest.mark.parametrize("command", COMMANDS)

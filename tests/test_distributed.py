@@ -1,4 +1,5 @@
-"""Multi-process training: `torchrun --nproc_per_node 2` on CPU (gloo) with the task batch sampler.
+"""Multi-process training: `torchrun --nproc_per_node 2` on CPU (gloo) with the task batch sampler, and the same
+on two "nodes" (two torchrun agents meeting at a c10d rendezvous), stopped after a checkpoint and resumed.
 
 The ranks run tests/scripts/ddp_train.py and write what they saw; the checks here read those files.
 """
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_isolated
+from conftest import run_isolated, run_isolated_together
 import torch
 from safetensors.torch import load_file
 
@@ -33,14 +34,35 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+ENV = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def train_command(out: Path, *extra: str) -> list[str]:
+    return [str(SCRIPTS / "ddp_train.py"), str(out), "--max-steps", str(MAX_STEPS), *extra]
+
+
 def launch(out: Path, *extra: str, timeout: int = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    """Two processes on one machine."""
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-        "--master_port", str(free_port()),
-        str(SCRIPTS / "ddp_train.py"), str(out), "--max-steps", str(MAX_STEPS), *extra,
+        "--master_port", str(free_port()), *train_command(out, *extra),
     ]
-    return run_isolated(command, env, timeout)
+    return run_isolated(command, {**os.environ, **ENV}, timeout)
+
+
+def launch_two_nodes(out: Path, *extra: str, timeout: int = 240) -> list[subprocess.CompletedProcess]:
+    """Two "nodes" of one process each: one torchrun agent per node, meeting at a c10d rendezvous, as on a
+    cluster (`--nnodes 2 --node_rank R --rdzv-backend c10d --rdzv-endpoint HOST:PORT` on every machine)."""
+    endpoint = f"127.0.0.1:{free_port()}"
+    commands = [
+        [
+            sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
+            "--nproc_per_node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "mtl-test",
+            *train_command(out, *extra),
+        ]
+        for node in range(2)
+    ]
+    return run_isolated_together(commands, {**os.environ, **ENV}, timeout)
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +85,48 @@ def task_of(index: int) -> str:
     raise AssertionError(f"index {index} is outside the dataset")
 
 
-def trained_batches(rank: dict) -> list[dict]:
-    # accelerate prefetches one batch ahead: the first MAX_STEPS fetches are the trained ones
-    batches = rank["batches"][:MAX_STEPS]
+def trained_batches(rank: dict, steps: int = MAX_STEPS) -> list[dict]:
+    # accelerate prefetches one batch ahead: the first `steps` fetches are the trained ones
+    batches = rank["batches"][:steps]
     assert [b["task"] for b in batches] == [x["task"] for x in rank["losses"]]
     return batches
+
+
+def check_batches(out: Path, ranks: list[dict], steps: int = MAX_STEPS) -> None:
+    """Every step: different examples on the two ranks, one task per batch, whole batches of the sampler's
+    order dealt to the ranks in turn."""
+    expected = json.loads((out / "expected_order.json").read_text())
+    per_rank = [trained_batches(rank, steps) for rank in ranks]
+    for step in range(steps):
+        seen = [set(batches[step]["indices"]) for batches in per_rank]
+        assert not seen[0] & seen[1], f"step {step + 1}: both ranks trained on {seen[0] & seen[1]}"
+        for r, batches in enumerate(per_rank):
+            batch = batches[step]
+            assert {task_of(i) for i in batch["indices"]} == {batch["task"]}
+            assert batch["indices"] == expected[2 * step + r]
+
+
+def check_logged_losses(ranks: list[dict], steps) -> None:
+    """The logged loss of each of `steps` is the mean of the ranks' batch losses (not their sum); `<task>_loss`
+    per task too. The history has every step up to the last (a resumed run's starts with the checkpoint's)."""
+    logs = {e["step"]: e for e in ranks[0]["log_history"] if "loss" in e and "train_runtime" not in e}
+    assert sorted(logs) == list(range(1, max(steps) + 1))
+    for step in steps:
+        entry = logs[step]
+        local = [next(x for x in r["losses"] if x["step"] == step) for r in ranks]
+        assert entry["loss"] == pytest.approx(sum(x["loss"] for x in local) / 2, rel=1e-5)
+        for task in {x["task"] for x in local}:
+            task_losses = [x["loss"] for x in local if x["task"] == task]
+            assert entry[f"{task}_loss"] == pytest.approx(sum(task_losses) / len(task_losses), rel=1e-4)
+
+
+def final_weights(out: Path, tag: str = "") -> dict[str, torch.Tensor]:
+    """Rank 0's final weights, after checking that rank 1's are identical."""
+    first, second = (load_file(out / f"rank{r}{tag}_final.safetensors") for r in range(2))
+    assert first.keys() == second.keys()
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+    return first
 
 
 def test_ranks_form_one_group_without_graph_scan(ddp_run):
@@ -81,38 +140,19 @@ def test_ranks_form_one_group_without_graph_scan(ddp_run):
 
 def test_every_rank_gets_different_single_task_batches(ddp_run):
     out, ranks = ddp_run
-    expected = json.loads((out / "expected_order.json").read_text())
-    per_rank = [trained_batches(rank) for rank in ranks]
-    for step in range(MAX_STEPS):
-        seen = [set(batches[step]["indices"]) for batches in per_rank]
-        assert not seen[0] & seen[1], f"step {step + 1}: both ranks trained on {seen[0] & seen[1]}"
-        for r, batches in enumerate(per_rank):
-            batch = batches[step]
-            assert {task_of(i) for i in batch["indices"]} == {batch["task"]}
-            # whole batches of the sampler's order are dealt to the ranks in turn
-            assert batch["indices"] == expected[2 * step + r]
+    check_batches(out, ranks)
 
 
 def test_parameters_identical_across_ranks(ddp_run):
     out, _ = ddp_run
-    first, second = (load_file(out / f"rank{r}_final.safetensors") for r in range(2))
+    first = final_weights(out)
     init = load_file(out / "init.safetensors")
-    assert first.keys() == second.keys()
-    for name in first:
-        assert torch.equal(first[name], second[name]), name
     assert any(not torch.equal(first[n], init[n]) for n in first), "training did not change the model"
 
 
 def test_logged_loss_is_the_mean_over_ranks_not_the_sum(ddp_run):
     _, ranks = ddp_run
-    logs = {e["step"]: e for e in ranks[0]["log_history"] if "loss" in e and "train_runtime" not in e}
-    assert sorted(logs) == list(range(1, MAX_STEPS + 1))
-    for step, entry in logs.items():
-        local = [r["losses"][step - 1] for r in ranks]
-        assert entry["loss"] == pytest.approx(sum(x["loss"] for x in local) / 2, rel=1e-5)
-        for task in {x["task"] for x in local}:
-            task_losses = [x["loss"] for x in local if x["task"] == task]
-            assert entry[f"{task}_loss"] == pytest.approx(sum(task_losses) / len(task_losses), rel=1e-4)
+    check_logged_losses(ranks, range(1, MAX_STEPS + 1))
 
 
 def test_optimised_loss_is_the_mean_over_ranks_and_unused_heads_stay_put(ddp_run):
@@ -156,6 +196,12 @@ def test_optimised_loss_is_the_mean_over_ranks_and_unused_heads_stay_put(ddp_run
                 assert torch.equal(after[name], init[name]), f"{name} moved although no rank used head {task!r}"
 
 
+def check_one_writer(ranks: list[dict]) -> None:
+    main, other = ranks
+    assert other["writes"] == [], f"rank 1 wrote {other['writes']}"
+    assert main["card_written"] and not other["card_written"]
+
+
 def test_checkpoints_and_model_card_written_by_main_process_only(ddp_run):
     out, ranks = ddp_run
     run = out / "run"
@@ -166,12 +212,45 @@ def test_checkpoints_and_model_card_written_by_main_process_only(ddp_run):
         assert not list(checkpoint.glob("pytorch_model*.bin"))  # weights only as safetensors
         state = json.loads((checkpoint / "multitask_state.json").read_text())
         assert state["world_size"] == 2 and state["sampler"]["task_names"] == ["sentiment", "topics", "ner"]
-    main, other = ranks
-    assert other["writes"] == [], f"rank 1 wrote {other['writes']}"
-    assert "checkpoint-2/trainer_state.json" in main["writes"]
-    assert "save_pretrained:checkpoint-4" in main["writes"]
-    assert main["card_written"] and not other["card_written"]
+    check_one_writer(ranks)
+    assert "checkpoint-2/trainer_state.json" in ranks[0]["writes"]
+    assert "save_pretrained:checkpoint-4" in ranks[0]["writes"]
     assert (run / "README.md").is_file()
+
+
+# ---------------------------------------------------------------------------- two nodes, stopped and resumed
+def test_two_nodes_train_stop_after_a_checkpoint_and_resume_to_the_single_node_result(ddp_run, tmp_path):
+    """Two torchrun agents (one process each) meeting at a c10d rendezvous train steps 1-2 and stop after
+    checkpoint-2; both are restarted with resume_from_checkpoint=True and train steps 3-4. Both legs keep the
+    invariants of the one-machine run (single-task batches dealt in turn, the logged loss a mean over ranks,
+    identical weights, one writer), and the resumed run ends with the one-machine run's weights and losses."""
+    stopped = launch_two_nodes(tmp_path, "--stop-at-step", "2", "--tag", "_first")
+    for node, result in enumerate(stopped):
+        assert result.returncode == 0, f"node {node}: " + result.stdout[-2000:] + result.stderr[-4000:]
+    first = [json.loads((tmp_path / f"rank{r}_first.json").read_text()) for r in range(2)]
+    assert [r["world_size"] for r in first] == [2, 2] and [r["rank"] for r in first] == [0, 1]
+    assert [len(r["losses"]) for r in first] == [2, 2]
+    check_batches(tmp_path, first, steps=2)
+    check_logged_losses(first, range(1, 3))
+    check_one_writer(first)
+    assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint-*")) == ["checkpoint-2"]
+    final_weights(tmp_path, "_first")
+
+    resumed = launch_two_nodes(tmp_path, "--resume", "--tag", "_resumed")
+    for node, result in enumerate(resumed):
+        assert result.returncode == 0, f"node {node}: " + result.stdout[-2000:] + result.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"rank{r}_resumed.json").read_text()) for r in range(2)]
+    assert [[x["step"] for x in r["losses"]] for r in ranks] == [[3, 4], [3, 4]]
+    check_logged_losses(ranks, range(3, MAX_STEPS + 1))
+    check_one_writer(ranks)
+    assert "save_pretrained:checkpoint-4" in ranks[0]["writes"]
+    reference_out, reference = ddp_run
+    for r in range(2):  # the same batches and losses as the uninterrupted one-machine run
+        assert [x["task"] for x in ranks[r]["losses"]] == [x["task"] for x in reference[r]["losses"][2:]]
+        assert [x["loss"] for x in ranks[r]["losses"]] == pytest.approx([x["loss"] for x in reference[r]["losses"][2:]], rel=1e-5)
+    expected = final_weights(reference_out)
+    for name, value in final_weights(tmp_path, "_resumed").items():
+        torch.testing.assert_close(value, expected[name], msg=name)
 
 
 def test_launch_without_use_cpu_fails_clearly(tmp_path):

@@ -104,6 +104,31 @@ def test_sigkill_and_resume_matches_uninterrupted_run(tmp_path):
                 assert resumed_logs[step].get(key) == pytest.approx(value, rel=1e-5), (step, key)
 
 
+@pytest.mark.slow
+def test_sigkill_and_resume_with_streaming_tasks(tmp_path):
+    """Two tasks stream (one map-style): killed after checkpoint-15 and resumed, the run trains on exactly the
+    rows, tasks and losses of the uninterrupted run, and ends with the same weights (streams continue from
+    the position each checkpoint recorded, not from their start)."""
+    full = run_script(str(tmp_path / "full"), str(tmp_path / "full.jsonl"), "--stream")
+    assert full.returncode == 0, full.stderr[-5000:]
+    killed = run_script(str(tmp_path / "run"), str(tmp_path / "killed.jsonl"), "--stream", "--kill-at-step", str(KILL_AT))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-5000:]
+    resumed = run_script(str(tmp_path / "run"), str(tmp_path / "resumed.jsonl"), "--stream", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-5000:]
+
+    full_steps, resumed_steps = read_steps(tmp_path / "full.jsonl"), read_steps(tmp_path / "resumed.jsonl")
+    assert sorted(full_steps) == list(range(1, TOTAL_STEPS + 1))
+    assert sorted(resumed_steps) == list(range(16, TOTAL_STEPS + 1))  # from checkpoint-15 on
+    assert {e["task"] for e in resumed_steps.values()} == {"sentiment", "topics", "ner"}
+    for step, entry in resumed_steps.items():
+        assert (entry["task"], entry["indices"]) == (full_steps[step]["task"], full_steps[step]["indices"]), step
+        assert entry["loss"] == pytest.approx(full_steps[step]["loss"], rel=1e-5, abs=1e-6), step
+    full_weights = load_file(tmp_path / "full.jsonl.weights.safetensors")
+    resumed_weights = load_file(tmp_path / "resumed.jsonl.weights.safetensors")
+    for name in full_weights:
+        torch.testing.assert_close(resumed_weights[name], full_weights[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
 # ---------------------------------------------------------------------------- what a resume refuses
 def make_trainer(output_dir, sizes=(20, 12, 9), **overrides) -> MultiTaskTrainer:
     kwargs = dict(

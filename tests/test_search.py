@@ -26,7 +26,6 @@ from hf_mtl.search import (
     worst_task_objective,
 )
 
-from test_cli import tiny_encoder  # noqa: F401 - the tiny encoder folder fixture
 
 optuna = pytest.importorskip("optuna")
 TASKS = ["sentiment", "topic", "ner"]

@@ -64,6 +64,7 @@ def example_info() -> ModelCardInfo:
             "weight decay": 0.01, "optimizer": "adamw_torch_fused", "precision": "fp32", "max sequence length": 128,
             "seed": 42,
         },
+        parameters={"trainable": 22_866_831, "total": 22_866_831},
         repo_id="my-user/minilm-sentiment-topic-ner",
         license="apache-2.0",
         language=["en"],

@@ -56,10 +56,24 @@ class DataFormat:
     word_tags: bool = False
     #: checks a source's options together (before any file is read); raises `DataFormatOptionError`
     check_options: Callable[[Mapping[str, Any]], None] | None = None
+    #: `streamer(path, **options) -> datasets.IterableDataset`, the file read as it is consumed (a recipe's
+    #: `streaming: true`); None: the format cannot stream
+    streamer: Callable[..., datasets.IterableDataset] | None = None
 
     def read(self, path: str | os.PathLike, **options: Any) -> datasets.Dataset:
         """Read one file with this format's defaults overridden by `options`."""
         return self.reader(path, **{**self.defaults, **options})
+
+    def stream(self, path: str | os.PathLike, **options: Any) -> datasets.IterableDataset:
+        """Stream one file (read lazily, as training consumes it) with the same options as `read`."""
+        if self.streamer is None:
+            streamable = [f.name for f in DATA_FORMATS.values() if f.streamer is not None]
+            raise DataFileError(
+                f"{path}: format {self.name!r} cannot stream; formats that can: {streamable}. Convert the file, or "
+                "drop `streaming: true`."
+            )
+        _check_file(path)
+        return self.streamer(path, **{**self.defaults, **options})
 
 
 #: registered formats by name, in registration order (the order messages list them)
@@ -75,6 +89,7 @@ def register_data_format(
     defaults: Mapping[str, Any] | None = None,
     word_tags: bool = False,
     check_options: Callable[[Mapping[str, Any]], None] | None = None,
+    streamer: Callable[..., datasets.IterableDataset] | None = None,
     replace: bool = False,
 ) -> DataFormat:
     """Make a file format available to recipes (`format: <name>`) and to `read_file`.
@@ -91,6 +106,8 @@ def register_data_format(
             `tokens_name=` and `tags_name=` (the token task's column names) and refused for other tasks.
         check_options: called with a source's options when a recipe is read; raises
             `DataFormatOptionError(option, message)` for options that do not work together.
+        streamer: `streamer(path, **options) -> datasets.IterableDataset` reading the file lazily (a recipe's
+            `streaming: true`), taking the same options as `reader`; None if the format cannot stream.
         replace: allow replacing a registered format of the same name (and its suffixes).
     """
     options = dict(options or {})
@@ -114,7 +131,7 @@ def register_data_format(
         kept = tuple(s for s in other.suffixes if s not in taken)
         DATA_FORMATS[other_name] = dataclasses.replace(other, suffixes=kept)
     data_format = DataFormat(name=name, reader=reader, suffixes=suffixes, options=options, defaults=dict(defaults or {}),
-                             word_tags=word_tags, check_options=check_options)
+                             word_tags=word_tags, check_options=check_options, streamer=streamer)
     DATA_FORMATS[name] = data_format
     return data_format
 
@@ -248,43 +265,55 @@ def read_conll(
 
     Lines holding only whitespace (spaces, tabs) end a sentence, like empty lines.
     """
+    sentences: list[list[str]] = []
+    tags: list[list[str]] = []
+    for row in iter_conll(path, token_column=token_column, tag_column=tag_column, separator=separator,
+                          docstart=docstart, tokens_name=tokens_name, tags_name=tags_name, encoding=encoding):
+        sentences.append(row[tokens_name])
+        tags.append(row[tags_name])
+    return datasets.Dataset.from_dict({tokens_name: sentences, tags_name: tags})
+
+
+def iter_conll(
+    path: str | os.PathLike,
+    *,
+    token_column: int = 0,
+    tag_column: int = -1,
+    separator: str | None = None,
+    docstart: str | None = "-DOCSTART-",
+    tokens_name: str = "tokens",
+    tags_name: str = "tags",
+    encoding: str = "utf-8",
+) -> Iterator[dict[str, list[str]]]:
+    """The sentences of a CoNLL-style column file, one `{tokens_name: words, tags_name: tags}` at a time
+    (what `read_conll` collects and `stream_conll` streams)."""
     path = _check_file(path)
     # columns a line needs so that the token and tag columns exist and differ
     needed = max(2, *(c + 1 if c >= 0 else -c for c in (token_column, tag_column)))
-    sentences: list[list[str]] = []
-    tags: list[list[str]] = []
     current_tokens: list[str] = []
     current_tags: list[str] = []
-
-    def flush() -> None:
-        if current_tokens:
-            sentences.append(list(current_tokens))
-            tags.append(list(current_tags))
-            current_tokens.clear()
-            current_tags.clear()
 
     _check_encoding(path, encoding)
     with path.open(encoding=encoding, newline="") as handle:
         for lineno, raw in enumerate(_lines(handle, path, encoding), start=1):
             line = raw.rstrip("\r\n")
-            if not line.strip():
-                flush()
+            fields = (line.split(separator) if separator is not None else line.split()) if line.strip() else []
+            if fields:
+                n = len(fields)
+                if not (-n <= token_column < n and -n <= tag_column < n) or token_column % n == tag_column % n:
+                    raise DataFileError(
+                        f"{path}:{lineno}: expected at least {needed} columns "
+                        f"(token column {token_column}, tag column {tag_column}), got {len(fields)}: {line!r}"
+                    )
+            if not fields or (docstart is not None and fields[token_column] == docstart):
+                if current_tokens:  # a sentence ends at a blank line or a document boundary
+                    yield {tokens_name: current_tokens, tags_name: current_tags}
+                    current_tokens, current_tags = [], []
                 continue
-            fields = line.split(separator) if separator is not None else line.split()
-            n = len(fields)
-            if not (-n <= token_column < n and -n <= tag_column < n) or token_column % n == tag_column % n:
-                raise DataFileError(
-                    f"{path}:{lineno}: expected at least {needed} columns "
-                    f"(token column {token_column}, tag column {tag_column}), got {len(fields)}: {line!r}"
-                )
-            token = fields[token_column]
-            if docstart is not None and token == docstart:
-                flush()
-                continue
-            current_tokens.append(token)
+            current_tokens.append(fields[token_column])
             current_tags.append(fields[tag_column])
-    flush()
-    return datasets.Dataset.from_dict({tokens_name: sentences, tags_name: tags})
+    if current_tokens:
+        yield {tokens_name: current_tokens, tags_name: current_tags}
 
 
 def read_delimited(
@@ -383,6 +412,55 @@ def read_file(path: str | os.PathLike, format: str | None = None, **options: Any
     return get_data_format(format, path).read(path, **options)
 
 
+def stream_conll(path: str | os.PathLike, **options: Any) -> datasets.IterableDataset:
+    """A CoNLL-style column file as a stream of sentences (`iter_conll` through `datasets`' generator
+    streaming), with `read_conll`'s options."""
+    names = {"tokens_name": options.get("tokens_name", "tokens"), "tags_name": options.get("tags_name", "tags")}
+    features = datasets.Features({name: datasets.Sequence(datasets.Value("string")) for name in names.values()})
+    return datasets.IterableDataset.from_generator(
+        iter_conll, features=features, gen_kwargs={"path": str(path), **options}
+    )
+
+
+def stream_delimited(
+    path: str | os.PathLike,
+    *,
+    delimiter: str = ",",
+    header: bool = True,
+    column_names: Sequence[str] | None = None,
+    quotechar: str | None = '"',
+    encoding: str = "utf-8",
+) -> datasets.IterableDataset:
+    """A CSV/TSV file as a stream (`datasets`' csv builder), with `read_delimited`'s options and, like it,
+    string columns and empty cells kept as empty strings."""
+    path = _check_file(path)
+    names = list(column_names) if column_names else None
+    if names is None:
+        if not header:
+            raise DataFileError(f"{path}: the file has no header (header: false), so `column_names` are required.")
+        with path.open(encoding=encoding, newline="") as handle:
+            names = next(csv.reader(handle, delimiter=delimiter, quotechar=quotechar or '"',
+                                    quoting=csv.QUOTE_MINIMAL if quotechar else csv.QUOTE_NONE), None)
+        if names is None:
+            raise DataFileError(f"{path}: the file is empty but a header row was expected.")
+    features = datasets.Features({name: datasets.Value("string") for name in names})
+    return datasets.load_dataset(
+        "csv", data_files=str(path), split="train", streaming=True, delimiter=delimiter, header=0 if header else None,
+        column_names=names, quotechar=quotechar or '"', quoting=csv.QUOTE_MINIMAL if quotechar else csv.QUOTE_NONE,
+        encoding=encoding, features=features, keep_default_na=False, na_filter=False,
+    )
+
+
+def stream_jsonl(path: str | os.PathLike, *, encoding: str = "utf-8") -> datasets.IterableDataset:
+    """A JSON Lines file as a stream (`datasets`' json builder)."""
+    return datasets.load_dataset("json", data_files=str(path), split="train", streaming=True, encoding=encoding)
+
+
+def stream_parquet(path: str | os.PathLike) -> datasets.IterableDataset:
+    """A Parquet file as a stream (`datasets`' parquet builder)."""
+    return datasets.load_dataset("parquet", data_files=str(path), split="train", streaming=True)
+
+
 def _check_delimited_options(options: Mapping[str, Any]) -> None:
     if not options.get("header", True) and not options.get("column_names"):
         raise DataFormatOptionError("column_names", "required when header is false.")
@@ -394,14 +472,16 @@ _DELIMITED_OPTIONS = {"header": "bool", "column_names": "list[str]", "delimiter"
 register_data_format(
     "conll", read_conll, suffixes=(".conll", ".conllu", ".iob", ".iob2", ".bio", ".txt"), word_tags=True,
     options={"token_column": "int", "tag_column": "int", "separator": "str?", "docstart": "str?", "encoding": "str"},
+    streamer=stream_conll,
 )
 register_data_format("csv", read_delimited, suffixes=(".csv",), options=_DELIMITED_OPTIONS, defaults={"delimiter": ","},
-                     check_options=_check_delimited_options)
+                     check_options=_check_delimited_options, streamer=stream_delimited)
 register_data_format("tsv", read_delimited, suffixes=(".tsv",), options=_DELIMITED_OPTIONS,
-                     defaults={"delimiter": "\t", "quotechar": None}, check_options=_check_delimited_options)
-register_data_format("jsonl", read_jsonl, suffixes=(".jsonl", ".ndjson"), options={"encoding": "str"})
-register_data_format("parquet", read_parquet, suffixes=(".parquet", ".pq"))
-
+                     defaults={"delimiter": "\t", "quotechar": None}, check_options=_check_delimited_options,
+                     streamer=stream_delimited)
+register_data_format("jsonl", read_jsonl, suffixes=(".jsonl", ".ndjson"), options={"encoding": "str"},
+                     streamer=stream_jsonl)
+register_data_format("parquet", read_parquet, suffixes=(".parquet", ".pq"), streamer=stream_parquet)
 
 __all__ = [
     "DATA_FORMATS",
@@ -412,6 +492,7 @@ __all__ = [
     "data_format_names",
     "get_data_format",
     "infer_format",
+    "iter_conll",
     "read_conll",
     "read_delimited",
     "read_file",
@@ -419,4 +500,8 @@ __all__ = [
     "read_parquet",
     "reader_option_kinds",
     "register_data_format",
+    "stream_conll",
+    "stream_delimited",
+    "stream_jsonl",
+    "stream_parquet",
 ]

@@ -1,7 +1,8 @@
 """A task's data source (a Hub dataset or local files) and how it becomes the task's raw datasets.
 
 `load_task_data(source, task, splits)` returns `{split: datasets.Dataset}` holding exactly the columns the
-task reads, with labels as label names (or floats for regression), so `MultiTaskTrainer` can take them
+task reads (with `streaming: true`, the train split is a `datasets.IterableDataset` shaped lazily, as
+training reads it; `hf_mtl.streaming`), with labels as label names (or floats for regression), so `MultiTaskTrainer` can take them
 as they are. A `ClassLabel` label column without a label map is kept as it is: `prepare_datasets` reads its
 ids through the column's own names. Column renames, column joins and label maps bridge the gap between a
 file's layout and the task's columns; every problem is reported with the file (or Hub id), split, row and
@@ -44,6 +45,9 @@ class DataSource:
         label_separator: splits a string multi-label value (e.g. `"a|b"` from a CSV cell) into labels.
         max_examples: split -> keep only the first N rows.
         name: a human-readable name for model cards.
+        streaming: read the train split as a stream (`datasets.IterableDataset`), never all of it at once.
+        num_rows: the streamed train split's number of rows, for sampling strategies that weigh tasks by size
+            (when the dataset's info does not record it).
     """
 
     hub: str | None = None
@@ -61,6 +65,8 @@ class DataSource:
     max_examples: Mapping[str, int] = field(default_factory=dict)
     name: str | None = None
     local: DataSource | None = None
+    streaming: bool = False
+    num_rows: int | None = None
 
     def select(self, use_local: bool) -> DataSource:
         """The source to read: `local` when asked for and present, else this one."""
@@ -95,8 +101,9 @@ class DataSourceError(ValueError):
 
 
 # ---------------------------------------------------------------------------- reading
-def _read_split(source: DataSource, split: str, task: Task) -> tuple[datasets.Dataset, str]:
-    """The raw dataset of one split and a label for error messages (file path or Hub id + split)."""
+def _read_split(source: DataSource, split: str, task: Task, stream: bool = False) -> tuple[datasets.Dataset, str]:
+    """The raw dataset of one split (a stream with `stream`) and a label for error messages (file path or Hub
+    id + split)."""
     if source.files:
         if split not in source.files:
             raise DataSourceError(f"no {split!r} file is configured (files: {sorted(source.files)}).")
@@ -106,13 +113,17 @@ def _read_split(source: DataSource, split: str, task: Task) -> tuple[datasets.Da
             data_format = get_data_format(source.format or infer_format(path), path)
             if data_format.word_tags and task.token_level:
                 options.update(tokens_name=task.tokens_column, tags_name=task.label_column)  # columns the task reads
+            if stream:
+                return data_format.stream(path, **options), path
             return data_format.read(path, **options), path
         except DataFileError as err:
             raise DataSourceError(str(err)) from None
     hub_split = source.splits.get(split, split)
     where = f"{source.hub}[{hub_split}]"
     try:
-        dataset = datasets.load_dataset(source.hub, source.config, split=hub_split, revision=source.revision)
+        dataset = datasets.load_dataset(
+            source.hub, source.config, split=hub_split, revision=source.revision, streaming=stream
+        )
     except Exception as err:  # network, missing split, missing config: all user-facing
         hint = ""
         if os.environ.get("HF_HUB_OFFLINE") or os.environ.get("HF_DATASETS_OFFLINE"):
@@ -123,6 +134,8 @@ def _read_split(source: DataSource, split: str, task: Task) -> tuple[datasets.Da
 
 def _apply_columns(dataset: datasets.Dataset, source: DataSource, where: str) -> datasets.Dataset:
     """Column renames and joins."""
+    if isinstance(dataset, datasets.IterableDataset):
+        return _apply_stream_columns(dataset, source, where)
     for old, new in source.rename.items():
         if old not in dataset.column_names:
             raise DataSourceError(f"{where}: cannot rename column {old!r}: the columns are {dataset.column_names}.")
@@ -133,13 +146,33 @@ def _apply_columns(dataset: datasets.Dataset, source: DataSource, where: str) ->
         missing = [c for c in parts if c not in dataset.column_names]
         if missing:
             raise DataSourceError(f"{where}: cannot join columns {missing}: the columns are {dataset.column_names}.")
-        values = [
-            source.join_separator.join(str(row[c]) for c in parts if row[c] is not None and str(row[c]) != "")
-            for row in dataset.select_columns(list(parts))
-        ]
+        values = [_joined(source, row, parts) for row in dataset.select_columns(list(parts))]
         if new in dataset.column_names:
             dataset = dataset.remove_columns(new)
         dataset = dataset.add_column(new, values)
+    return dataset
+
+
+def _joined(source: DataSource, row: Mapping[str, Any], parts: Sequence[str]) -> str:
+    return source.join_separator.join(str(row[c]) for c in parts if row[c] is not None and str(row[c]) != "")
+
+
+def _apply_stream_columns(dataset: datasets.IterableDataset, source: DataSource, where: str) -> datasets.IterableDataset:
+    """Column renames and joins of a stream (joins applied lazily, row by row)."""
+    if dataset.features is None:  # the columns are read off the first row
+        dataset = dataset._resolve_features()
+    for old, new in source.rename.items():
+        if old not in dataset.column_names:
+            raise DataSourceError(f"{where}: cannot rename column {old!r}: the columns are {dataset.column_names}.")
+        if new in dataset.column_names:
+            dataset = dataset.remove_columns(new)
+        dataset = dataset.rename_column(old, new)
+    for new, parts in source.join.items():
+        missing = [c for c in parts if c not in dataset.column_names]
+        if missing:
+            raise DataSourceError(f"{where}: cannot join columns {missing}: the columns are {dataset.column_names}.")
+        features = datasets.Features({**{k: v for k, v in dataset.features.items() if k != new}, new: datasets.Value("string")})
+        dataset = dataset.map(lambda row, parts=parts, new=new: {new: _joined(source, row, parts)}, features=features)
     return dataset
 
 
@@ -214,7 +247,8 @@ def to_task_dataset(dataset: datasets.Dataset, task: Task, source: DataSource, w
             f"{where}: task {task.name!r} needs column(s) {missing}, but the data has {dataset.column_names}; "
             "use `rename`/`join` in the data source, or set the task's column names."
         )
-    if len(dataset) == 0:
+    streaming = isinstance(dataset, datasets.IterableDataset)
+    if not streaming and len(dataset) == 0:
         raise DataSourceError(f"{where}: no rows.")
     dataset = dataset.select_columns(task.input_columns)
     label_column = task.label_column
@@ -227,6 +261,11 @@ def to_task_dataset(dataset: datasets.Dataset, task: Task, source: DataSource, w
         # `prepare_datasets` reads them through those names and checks them, row by row.
         return dataset
     converter = _LabelConverter(task, source, where)
+    if streaming:  # converted as the stream is read; errors name the row then
+        return dataset.map(
+            lambda row, index: {label_column: converter.convert(row[label_column], index)}, with_indices=True,
+            features=None,
+        )
     values = [converter.convert(v, row) for row, v in enumerate(dataset[label_column])]
     return dataset.remove_columns(label_column).add_column(label_column, values)
 
@@ -251,9 +290,12 @@ def load_task_data(
                     f"task {task.name!r}: the data source has no {split!r} split (it has {configured})."
                 )
             continue
-        dataset, where = _read_split(source, split, task)
+        stream = source.streaming and split == "train"  # evaluation data is read whole (metrics need it all)
+        dataset, where = _read_split(source, split, task, stream=stream)
         limit = source.max_examples.get(split)
-        if limit is not None and len(dataset) > limit:
+        if stream and limit is not None:
+            dataset = dataset.take(limit)
+        elif limit is not None and len(dataset) > limit:
             dataset = dataset.select(range(limit))
         out[split] = to_task_dataset(dataset, task, source, f"{where} (task {task.name!r}, {split})")
     return out

@@ -12,6 +12,10 @@ or schedule) with weight decay, so step 1 can be recomputed in one process by th
 With `--loss-balancer learned_scale` the run uses docs/extending.md's learned balancer, and each rank also
 records the balancer's parameters after step 1 and at the end. With `--all-tasks-per-step` every optimizer
 step accumulates one batch of each task (e.g. with `--loss-balancer famo`).
+
+Resuming (the multi-node test): `--stop-at-step N` ends training after step N (and its checkpoint);
+`--resume` continues from the newest checkpoint in OUT/run; `--tag T` names the records rank<r>T.json and
+rank<r>T_final.safetensors, so a resumed run does not overwrite the first run's.
 """
 
 from __future__ import annotations
@@ -76,6 +80,17 @@ class Step1Weights(TrainerCallback):
             self.trainer.record["balancer_step1"] = {k: v.tolist() for k, v in balancer.items()}
 
 
+class StopAt(TrainerCallback):
+    """Ends training after step `step` (the checkpoint of that step is still written)."""
+
+    def __init__(self, step: int | None):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+
+
 def audit_writes(root: str, log: list) -> None:
     """Log every file this process opens for writing under `root` (Python-level opens: JSON, configs,
     tokenizer files, the model card; also `save_pretrained` calls, which write the weights)."""
@@ -99,6 +114,9 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=4)
     parser.add_argument("--loss-balancer", default="static")
     parser.add_argument("--all-tasks-per-step", action="store_true")
+    parser.add_argument("--stop-at-step", type=int, default=None)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--tag", default="")
     options = parser.parse_args()
     balancer_kwargs = {}
     if options.loss_balancer == "learned_scale":
@@ -138,7 +156,7 @@ def main() -> None:
         args=args,
         train_dataset=mtl_fixture.datasets(),
         processing_class=mtl_fixture.tokenizer(),
-        callbacks=[step1],
+        callbacks=[step1, StopAt(options.stop_at_step)],
         out=out,
     )
     step1.trainer = trainer
@@ -155,7 +173,7 @@ def main() -> None:
         return original_save(directory, *a, **k)
 
     trainer.model.save_pretrained = save_pretrained
-    trainer.train()
+    trainer.train(resume_from_checkpoint=True if options.resume else None)
     trainer.save_model(os.path.join(out, "final"))
 
     # The model card: every rank asks, only the main process may write it.
@@ -182,9 +200,9 @@ def main() -> None:
         balancer_final={k: v.tolist() for k, v in trainer.loss_balancer.state_dict().items()},
     )
     rank = trainer.args.process_index
-    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+    with open(os.path.join(out, f"rank{rank}{options.tag}.json"), "w") as f:
         json.dump(record, f)
-    save_file(weights(trainer.model), os.path.join(out, f"rank{rank}_final.safetensors"))
+    save_file(weights(trainer.model), os.path.join(out, f"rank{rank}{options.tag}_final.safetensors"))
 
 
 if __name__ == "__main__":
