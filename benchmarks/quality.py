@@ -348,10 +348,11 @@ def _quiet(trainer: Any) -> Any:
 
 
 def _examples_seen(trainer: Any, epochs: int) -> dict[str, int] | None:
-    """Examples of each task the sampler yields over the run (replays its deterministic order)."""
+    """Examples of each task the sampler yielded over the run (replays its deterministic order after training:
+    the trainer's own sampler then knows the run's length, which annealed sampling follows)."""
     try:
         dataset = trainer.train_dataset
-        sampler = trainer.make_batch_sampler(dataset)
+        sampler = getattr(trainer, "_train_batch_sampler", None) or trainer.make_batch_sampler(dataset)
         seen = {name: 0 for name in dataset.task_names}
         offsets = dataset.offsets
         for epoch in range(epochs):
@@ -422,10 +423,10 @@ def run_mtl(name: str, seed: int, ctx: dict[str, Any]) -> dict[str, Any]:
         # evaluated once, after the last epoch (no selection on validation)
         trainer = _mtl_trainer(setup, seed, ctx, tmp, overrides, budget["epochs"], None)
         epochs = int(trainer.args.num_train_epochs)
-        seen = _examples_seen(trainer, epochs)
         t0, c0 = time.perf_counter(), time.process_time()
         trainer.train()
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        seen = _examples_seen(trainer, epochs)
         scores = _scores(trainer, ctx)
         model = trainer.model
         params = sum(p.numel() for p in model.parameters())
