@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable
 from dataclasses import field
 from typing import Any
 
@@ -22,6 +21,7 @@ from .heads_multitask import (  # noqa: F401 - the kinds' constants, re-exported
     TOKEN_CLASSIFICATION,
     head_class,
 )
+from .task_types import get_task_entry, select_task_names
 
 try:  # transformers >= 5.x with fine-grained sub-config specs
     from transformers.configuration_utils import SubConfigSpec
@@ -176,27 +176,11 @@ class MultiTaskConfig(PreTrainedConfig):
     def select_tasks(self, tasks: Any = None) -> list[str]:
         """Task names picked by `tasks` (a name, a comma-separated string or a list of names; None: all), each
         once, in the order given; `KeyError` listing the model's tasks for an unknown name."""
-        if tasks is None:
-            return self.task_names
-        if isinstance(tasks, str):
-            tasks = [t.strip() for t in tasks.split(",") if t.strip()]
-        elif not isinstance(tasks, Iterable):
-            raise TypeError(f"tasks must be a task name, a comma-separated string or a list of names; got {tasks!r}.")
-        names: list[str] = []
-        for name in tasks:
-            self.get_task(name)  # KeyError listing the model's tasks
-            if name not in names:
-                names.append(name)
-        if not names:
-            raise ValueError(f"tasks is empty; pick some of this model's tasks {self.task_names} (or leave it unset).")
-        return names
+        return select_task_names(self.tasks, tasks)
 
     def get_task(self, name: str) -> dict[str, Any]:
         """The config entry of task `name`; `KeyError` listing the known tasks otherwise."""
-        for task in self.tasks:
-            if task["name"] == name:
-                return task
-        raise KeyError(f"Unknown task {name!r}; this model's tasks are {self.task_names}.")
+        return get_task_entry(self.tasks, name)
 
     @property
     def hidden_size(self) -> int:

@@ -45,7 +45,6 @@ from typing import Any
 
 import numpy as np
 
-from .lora import has_unmerged_lora
 
 #: `config.json` key of the export's description (read by the ONNX Runtime backends)
 ONNX_CONFIG_KEY = "onnx_export"
@@ -122,6 +121,8 @@ def _load_model(model_or_dir: Any) -> Any:
 
     if getattr(getattr(model, "config", None), "model_type", None) != MultiTaskConfig.model_type or not hasattr(model, "heads"):
         raise TypeError(f"export_onnx needs a MultiTaskModel or the folder of one; got {type(model_or_dir).__name__}.")
+    from .lora import has_unmerged_lora  # torch: this module is imported by the torch-free runtime
+
     if has_unmerged_lora(model):  # one plain encoder in the graph; the caller's model keeps its adapters
         model = (copy.deepcopy(model) if model is model_or_dir else model).merge_lora()
     return model
@@ -527,6 +528,10 @@ def export_onnx(
             for name in files
         },
         "inputs": input_names,
+        # what the torch-free runtime (hf_mtl.runtime) cannot ask PyTorch or transformers: which heads predict per
+        # token, and which inputs the tokenizer gives (a RoBERTa tokenizer gives no token_type_ids)
+        "token_level": [name for name in names if model.heads[name].token_level],
+        "tokenizer_inputs": list(tokenizer.model_input_names),
         "outputs": result.outputs,
         "max_length": max_length,
         "validation": validation,

@@ -1,6 +1,6 @@
 # This file is copied into every saved checkpoint (it is a relative import of modeling_multitask.py and
 # configuration_multitask.py) so that `AutoModel.from_pretrained(dir, trust_remote_code=True)` works without
-# hf_mtl: import only torch/transformers.
+# hf_mtl: import only torch/transformers and its torch-free sibling task_types.py.
 """Task heads: one `TaskHead` subclass per task kind, found through a registry keyed by the kind's `task_type`.
 
 A head owns everything the model does for its kind: its layers (built from the model config and the task's
@@ -23,15 +23,15 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-#: label id (and float target) of positions without a target: padding, special tokens, non-first sub-words
-IGNORE_INDEX = -100
-
-SEQUENCE_CLASSIFICATION = "sequence_classification"
-TOKEN_CLASSIFICATION = "token_classification"
-SINGLE_LABEL = "single_label_classification"
-MULTI_LABEL = "multi_label_classification"
-REGRESSION = "regression"
-POOLING_MODES = ("mean", "cls")
+from .task_types import (  # noqa: F401 - the kinds' constants (torch-free), re-exported for callers of this module
+    IGNORE_INDEX,
+    MULTI_LABEL,
+    POOLING_MODES,
+    REGRESSION,
+    SEQUENCE_CLASSIFICATION,
+    SINGLE_LABEL,
+    TOKEN_CLASSIFICATION,
+)
 
 
 def pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, mode: str) -> torch.Tensor:

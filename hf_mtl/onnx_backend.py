@@ -6,59 +6,24 @@ The pipeline uses of a model only: `config` (tasks, label maps, encoder limits),
 `name_or_path` (where the tokenizer is), `eval()`/`train()`, `to(device)` and one call per batch,
 `model(input_ids=..., attention_mask=..., token_type_ids=..., tasks=[...])` returning `.logits[name]`. This class
 gives exactly that: a call feeds the graph's inputs (zeros for `token_type_ids` when the tokenizer gives none,
-as the encoder's default) and asks the session for the requested heads' outputs only.
+as the encoder's default) and asks the session for the requested heads' outputs only (`hf_mtl.runtime.run_session`,
+which the torch-free `hf_mtl.runtime.OnnxPredictor` calls too).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from transformers import PreTrainedModel
 
 from .configuration_multitask import MultiTaskConfig
-from .export import ONNX_CONFIG_KEY, output_name, read_export_config
+from .export import ONNX_CONFIG_KEY, read_export_config
 from .heads_multitask import head_class
-
-
-def create_session(
-    path: str | os.PathLike,
-    *,
-    providers: Sequence[Any] | None = None,
-    session_options: Any = None,
-    intra_op_num_threads: int | None = None,
-) -> Any:
-    """An ONNX Runtime session for `path`: all graph optimizations, CPU unless `providers` says otherwise.
-
-    With `OMP_WAIT_POLICY=PASSIVE` (the setting that keeps PyTorch's threads from spinning on a shared CPU), ONNX
-    Runtime's intra-op threads do not spin either: spinning threads slow everything down whenever another process
-    holds a core.
-    """
-    import onnxruntime
-
-    options = session_options
-    if options is None:
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if intra_op_num_threads is not None:
-            options.intra_op_num_threads = int(intra_op_num_threads)
-        if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return onnxruntime.InferenceSession(str(path), sess_options=options, providers=list(providers or ["CPUExecutionProvider"]))
-
-
-def export_file(export_dir: str | os.PathLike, described: dict[str, Any], file: str | None) -> Path:
-    """The ONNX file of an export folder to run: `file` (a name listed in the folder's config) or its default."""
-    files = described.get("files") or {described["file"]: {}}
-    name = described["file"] if file is None else file
-    if name not in files:
-        raise ValueError(f"{export_dir} has no ONNX file {name!r}; its files are {sorted(files)}.")
-    return Path(os.fspath(export_dir)) / name
+from .runtime import create_session, export_file, run_session
 
 
 class OnnxMultiTaskModel(PreTrainedModel):
@@ -134,14 +99,9 @@ class OnnxMultiTaskModel(PreTrainedModel):
         """One session run for a padded batch; `.logits[name]` (float32 tensors sharing the session's arrays)."""
         names = list(tasks) if tasks is not None else self.config.task_names
         given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        feed: dict[str, np.ndarray] = {}
-        for name in self.input_names:
-            value = given.get(name)
-            if value is None:
-                value = torch.zeros_like(input_ids)
-            feed[name] = value.cpu().numpy().astype(np.int64, copy=False)
-        outputs = self.session.run([output_name(n) for n in names], feed)
-        return SimpleNamespace(logits={n: torch.from_numpy(o) for n, o in zip(names, outputs)})
+        batch = {k: v.cpu().numpy() for k, v in given.items() if v is not None}
+        outputs = run_session(self.session, self.input_names, batch, names)
+        return SimpleNamespace(logits={n: torch.from_numpy(o) for n, o in outputs.items()})
 
 
 __all__ = ["OnnxMultiTaskModel", "create_session", "export_file"]

@@ -13,8 +13,12 @@ The built-in kinds answer as transformers' pipelines do: `ClassificationPostproc
 `TokenClassificationPipeline.postprocess`, in that pipeline's named steps (gather the pre-entities, aggregate
 sub-words into words, group words into entities) but over whole windows with numpy.
 
-This module is the pipeline's vocabulary for kinds: it imports only numpy, transformers and hf_mtl's
-self-contained heads module, never hf_mtl's training-side modules.
+This module is the pipeline's vocabulary for kinds, shared by `MultiTaskPipeline` (PyTorch or ONNX Runtime) and
+the torch-free `hf_mtl.runtime.OnnxPredictor`: it imports only numpy and hf_mtl's torch-free `task_types`, never
+torch or transformers. The transformers pieces the built-in kinds follow are restated here, value for value
+(tests check them against transformers): `ClassificationFunction`, `AggregationStrategy` (`str` enums, so
+transformers' own members are accepted and compare equal), `softmax`, `sigmoid` and
+`aggregate_overlapping_entities`.
 """
 
 from __future__ import annotations
@@ -22,16 +26,68 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import numpy as np
-from transformers.pipelines.text_classification import ClassificationFunction, sigmoid, softmax
-from transformers.pipelines.token_classification import AggregationStrategy, TokenClassificationPipeline
 
-from .heads_multitask import MULTI_LABEL, REGRESSION, SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
+from .task_types import MULTI_LABEL, REGRESSION, SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 
 #: a parameter the caller did not give (distinct from None, which some parameters accept as a value)
 UNSET = object()
+
+
+class ClassificationFunction(str, Enum):
+    """text-classification's `function_to_apply` values (transformers' `ClassificationFunction`)."""
+
+    SIGMOID = "sigmoid"
+    SOFTMAX = "softmax"
+    NONE = "none"
+
+
+class AggregationStrategy(str, Enum):
+    """token-classification's `aggregation_strategy` values (transformers' `AggregationStrategy`)."""
+
+    NONE = "none"
+    SIMPLE = "simple"
+    FIRST = "first"
+    AVERAGE = "average"
+    MAX = "max"
+
+
+def sigmoid(outputs: np.ndarray) -> np.ndarray:
+    """text-classification's sigmoid."""
+    return 1.0 / (1.0 + np.exp(-outputs))
+
+
+def softmax(outputs: np.ndarray) -> np.ndarray:
+    """text- and token-classification's softmax over the last axis (shifted by the maximum)."""
+    maxes = np.max(outputs, axis=-1, keepdims=True)
+    shifted_exp = np.exp(outputs - maxes)
+    return shifted_exp / shifted_exp.sum(axis=-1, keepdims=True)
+
+
+def aggregate_overlapping_entities(entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """token-classification's merge of entities found in overlapping windows: of entities overlapping the one
+    kept so far (by start offset), the longest wins, then the higher score."""
+    if not entities:
+        return entities
+    entities = sorted(entities, key=lambda x: x["start"])
+    aggregated = []
+    previous = entities[0]
+    for entity in entities:
+        if previous["start"] <= entity["start"] < previous["end"]:
+            current_length = entity["end"] - entity["start"]
+            previous_length = previous["end"] - previous["start"]
+            if current_length > previous_length or (
+                current_length == previous_length and entity["score"] > previous["score"]
+            ):
+                previous = entity
+        else:
+            aggregated.append(previous)
+            previous = entity
+    aggregated.append(previous)
+    return aggregated
 
 
 @dataclass
@@ -86,6 +142,12 @@ class Postprocessor:
     def __init__(self, pipeline: Any, task_name: str):
         self.pipeline = pipeline
         self.task_name = task_name
+
+    @property
+    def tokenizer(self) -> Any:
+        """The pipeline's tokenizer (a transformers fast tokenizer, or `hf_mtl.runtime`'s view of a `tokenizers`
+        one): `convert_ids_to_tokens`, `convert_tokens_to_string`, `unk_token_id`."""
+        return self.pipeline.tokenizer
 
     @property
     def entry(self) -> Mapping[str, Any]:
@@ -235,7 +297,7 @@ class TokenClassificationPostprocessor(Postprocessor):
                     )
                 )
             if len(window_ids) > 1:  # as the built-in does with stride; under "none" it keeps each token once
-                entities = TokenClassificationPipeline.aggregate_overlapping_entities(self.pipeline, entities)
+                entities = aggregate_overlapping_entities(entities)
             results.append(entities)
         return results
 
@@ -287,7 +349,7 @@ class TokenClassificationPostprocessor(Postprocessor):
         if strategy in (AggregationStrategy.NONE, AggregationStrategy.SIMPLE):
             unit_first = np.arange(len(positions))
         else:
-            tokens = self.pipeline.tokenizer.convert_ids_to_tokens(ids.tolist())
+            tokens = self.tokenizer.convert_ids_to_tokens(ids.tolist())
             is_subword = self.is_subword(tokens, ids, starts, ends, text)
             is_subword[0] = False
             unit_first = np.flatnonzero(~is_subword)
@@ -302,7 +364,7 @@ class TokenClassificationPostprocessor(Postprocessor):
         else:
             warnings.warn("Tokenizer does not support real words, using fallback heuristic", UserWarning)
             is_subword = np.array([s > 0 and " " not in text[s - 1 : s + 1] for s in starts.tolist()], dtype=bool)
-        is_subword[ids == self.pipeline.tokenizer.unk_token_id] = False
+        is_subword[ids == self.tokenizer.unk_token_id] = False
         return is_subword
 
     # -- step 2: aggregate (aggregate_word / aggregate_words): one label and score per unit
@@ -347,9 +409,9 @@ class TokenClassificationPostprocessor(Postprocessor):
     # -- results
     def words(self, pre: PreEntities, text: str) -> list[str]:
         """Pre-entity words (gather_pre_entities): the token, or the text it covers for unknown tokens."""
-        words = pre.tokens if pre.tokens is not None else self.pipeline.tokenizer.convert_ids_to_tokens(pre.ids.tolist())
+        words = pre.tokens if pre.tokens is not None else self.tokenizer.convert_ids_to_tokens(pre.ids.tolist())
         starts_list, ends_list = pre.starts.tolist(), pre.ends.tolist()
-        for t in np.flatnonzero(pre.ids == self.pipeline.tokenizer.unk_token_id).tolist():
+        for t in np.flatnonzero(pre.ids == self.tokenizer.unk_token_id).tolist():
             words[t] = text[starts_list[t] : ends_list[t]]
         return words
 
@@ -395,7 +457,7 @@ class TokenClassificationPostprocessor(Postprocessor):
         unit_last = np.append(pre.unit_first[1:], len(pre.positions)) - 1
         first_list, last_list = pre.unit_first.tolist(), unit_last.tolist()
         starts_list, ends_list = pre.starts.tolist(), pre.ends.tolist()
-        to_string = self.pipeline.tokenizer.convert_tokens_to_string
+        to_string = self.tokenizer.convert_tokens_to_string
         group_scores = (np.add.reduceat(unit_scores, group_first) / np.diff(np.append(group_first, len(labels)))).tolist()
         entities = []
         for g in shown.tolist():
@@ -456,12 +518,17 @@ register_postprocessor(TOKEN_CLASSIFICATION, TokenClassificationPostprocessor)
 
 
 __all__ = [
+    "AggregationStrategy",
+    "ClassificationFunction",
     "ClassificationPostprocessor",
     "PipelineInput",
     "Postprocessor",
     "TokenClassificationPostprocessor",
     "Windows",
+    "aggregate_overlapping_entities",
     "per_task",
     "postprocessor_class",
     "register_postprocessor",
+    "sigmoid",
+    "softmax",
 ]

@@ -35,8 +35,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .training_args import MultiTaskTrainingArguments
-
 #: a search space's (and best run's) hyperparameter for the loss weight of one task: `task_weight_<task>`
 TASK_WEIGHT_PREFIX = "task_weight_"
 #: the metric `average_objective` maximizes
@@ -169,6 +167,8 @@ class SearchSpace:
 
 
 def _check_argument(name: str, where: str) -> None:
+    from .training_args import MultiTaskTrainingArguments  # transformers: not needed by `hf-mtl search --help`
+
     fields = {f.name for f in dataclasses.fields(MultiTaskTrainingArguments) if f.init}
     if name not in fields:
         raise ValueError(f"{where}: not a training argument (MultiTaskTrainingArguments field) or `task_weights`.")

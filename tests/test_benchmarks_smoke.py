@@ -177,7 +177,9 @@ def test_predict_throughput_runs_the_onnx_runtime_settings(tiny_encoder, tmp_pat
         "--model", str(checkpoint), "--export", str(export), "--files", "model.int8.onnx", "--repeats", "1",
         "--out", str(tmp_path / "c.json"),
     ])
-    assert [row["case"] for row in cold["results"]] == ["PyTorch checkpoint", "ONNX model.int8.onnx"]
+    assert [row["case"] for row in cold["results"]] == [
+        "PyTorch checkpoint", "ONNX model.int8.onnx", "torch-free OnnxPredictor model.int8.onnx"]
+    assert set(cold["startup_s"]) == {"hf-mtl --help", "import hf_mtl", "import hf_mtl.runtime"}
 
 
 def test_annotate_throughput_runs(tiny_encoder, tmp_path):

@@ -120,3 +120,57 @@ def test_one_tokenizer_lookup_finds_an_embedded_encoder_offline(tmp_path, three_
     model.config.base_model_name_or_path = None
     with pytest.raises(ValueError, match=r"none could be loaded .*; pass processing_class=<the encoder's tokenizer>"):
         MultiTaskTrainer(model=model, args=args)
+
+
+#: modules that import neither torch nor transformers when imported (`import hf_mtl`, `hf-mtl --help` and the
+#: torch-free `hf_mtl.runtime` rest on them): they may import those lazily, inside functions, and at module level
+#: only each other
+TORCH_FREE = {
+    "__init__", "__main__", "cli", "commands", "registration", "runtime", "inference", "postprocessing",
+    "task_types", "encoders", "export", "search",
+}
+HEAVY = ("torch", "transformers", "datasets", "accelerate")
+
+
+def module_level_imports(path: Path) -> tuple[set[str], set[str]]:
+    """(hf_mtl modules, other top-level packages) a file imports at module level (not inside functions, nor
+    under `if TYPE_CHECKING:`)."""
+    package = path.relative_to(PACKAGE).parent.parts
+    ours, others = set(), set()
+
+    def visit(nodes):
+        for node in nodes:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                visit(node.orelse)
+                continue
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = list(package[: len(package) - (node.level - 1)])
+                    for a in node.names:
+                        name = ".".join(base + ([node.module] if node.module else [a.name]))
+                        exists = (PACKAGE / name.replace(".", "/")).with_suffix(".py").exists() or (PACKAGE / name.replace(".", "/")).is_dir()
+                        ours.add(name if exists else ".".join(base) or "__init__")  # else: a name of the package
+                else:
+                    others.add((node.module or "").split(".")[0])
+            elif isinstance(node, ast.Import):
+                others.update(a.name.split(".")[0] for a in node.names)
+            for field in ("body", "orelse", "handlers", "finalbody"):
+                visit(getattr(node, field, []))
+
+    visit(ast.parse(path.read_text(encoding="utf-8")).body)
+    return ours, others
+
+
+def test_the_torch_free_modules_import_no_torch_at_module_level():
+    offenders = {}
+    for path in PACKAGE.rglob("*.py"):
+        module = ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+        if module.split(".")[0] not in TORCH_FREE:
+            continue
+        ours, others = module_level_imports(path)
+        bad = sorted({m for m in ours if m.split(".")[0] not in TORCH_FREE} | {m for m in others if m in HEAVY})
+        if bad:
+            offenders[module] = bad
+    assert offenders == {}

@@ -15,8 +15,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..jobs import evaluate_recipe
-from ..recipe import RecipeError, load_recipe
 from ._common import add_command_parser, add_recipe_options
 from ._output import format_metrics
 
@@ -35,6 +33,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..jobs import evaluate_recipe  # torch and transformers: imported to run, not for --help
+    from ..recipe import RecipeError, load_recipe
+
     if args.batch_size is not None and args.batch_size < 1:
         raise RecipeError(f"--batch-size must be a positive integer, got {args.batch_size}.")
     recipe = load_recipe(args.recipe, args.overrides, data_dir=args.data_dir)

@@ -8,7 +8,8 @@ Inputs are TEXT arguments and/or the lines of `--input` (a file, or `-` for stdi
 line, or JSON lines holding objects with a `"text"` (and optionally `"text_pair"`) string. A file is read as
 JSON lines when its name ends in `.jsonl`/`.ndjson`, or when its first non-blank line is a JSON object.
 The output has one JSON object per input, in input order: `{task_name: result}` as `MultiTaskPipeline`
-returns it. On a terminal, a few results are pretty-printed instead.
+returns it. On a terminal, a few results are pretty-printed instead. MODEL may be an ONNX export folder
+(`hf-mtl export`): on the CPU it then runs without importing PyTorch (`hf_mtl.runtime.OnnxPredictor`).
 """
 
 from __future__ import annotations
@@ -90,6 +91,22 @@ def read_inputs(stream: TextIO, name: str) -> list[Any]:
     return inputs
 
 
+def _predictor(model: str, device: Any, batch_size: int, kwargs: dict[str, Any]) -> Any:
+    """An ONNX export folder on the CPU runs on the torch-free `hf_mtl.runtime.OnnxPredictor` (the pipeline's own
+    code without importing torch or transformers: faster to start); anything else on `pipeline("multitask")`."""
+    from ..export import is_onnx_export
+
+    if is_onnx_export(model) and device in (None, "cpu", "-1", -1):
+        from ..runtime import OnnxPredictor
+
+        return OnnxPredictor(model, batch_size=batch_size, **kwargs)
+    from transformers import pipeline
+
+    import hf_mtl  # noqa: F401 - registers the "multitask" pipeline task
+
+    return pipeline("multitask", model=model, device=device, batch_size=batch_size, **kwargs)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise _user_error(f"--batch-size must be a positive integer, got {args.batch_size}.")
@@ -104,16 +121,12 @@ def run(args: argparse.Namespace) -> int:
     elif not inputs:
         raise _user_error("nothing to predict on: give TEXT arguments or --input FILE (or --input - for stdin).")
 
-    from transformers import pipeline
-
-    import hf_mtl  # noqa: F401 - registers the "multitask" pipeline task
-
     kwargs: dict[str, Any] = {}
     if args.aggregation_strategy:
         kwargs["aggregation_strategy"] = args.aggregation_strategy
     if args.tasks:
         kwargs["tasks"] = args.tasks
-    predictor = pipeline("multitask", model=args.model, device=args.device, batch_size=args.batch_size, **kwargs)
+    predictor = _predictor(args.model, args.device, args.batch_size, kwargs)
 
     output = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     pretty = not args.output and output.isatty() and len(inputs) <= PRETTY_PRINT_MAX

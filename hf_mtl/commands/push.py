@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..hub import push_model_dir
 from ._common import add_command_parser
 
 
@@ -31,6 +30,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..hub import push_model_dir  # transformers and huggingface_hub: imported to run, not for --help
+
     commit = push_model_dir(
         args.model,
         args.repo_id,

@@ -17,8 +17,6 @@ import argparse
 import sys
 from typing import Any
 
-from ..jobs import quickstart_recipe_path, quickstart_recipe_text, train_recipe
-from ..recipe import load_recipe
 from ._common import UserError, add_command_parser, add_set_option, with_output_dir
 from ._output import print_training_result, progress
 
@@ -38,6 +36,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..jobs import quickstart_recipe_path, quickstart_recipe_text, train_recipe  # imported to run, not for --help
+    from ..recipe import load_recipe
+
     if args.print_recipe:
         if args.overrides or args.output_dir:
             raise UserError("--print-recipe prints the shipped recipe as it is; edit the copy instead of "

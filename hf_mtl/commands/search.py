@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..jobs import search_recipe
-from ..recipe import load_recipe
 from ..search import OBJECTIVES, load_reference
 from ._common import UserError, add_command_parser, add_recipe_options
 from ._output import format_trials, progress
@@ -47,6 +45,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..jobs import search_recipe  # torch and transformers: imported to run, not for --help
+    from ..recipe import load_recipe
+
     if args.objective == "worst" and not args.reference:
         raise UserError("--objective worst needs --reference FILE (single-task score per task).")
     if args.reference and args.objective != "worst":

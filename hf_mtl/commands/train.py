@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..jobs import train_recipe
-from ..recipe import load_recipe
 from ._common import add_command_parser, add_recipe_options, with_output_dir
 from ._output import print_training_result, progress
 
@@ -30,6 +28,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..jobs import train_recipe  # torch and transformers: imported to run, not for --help
+    from ..recipe import load_recipe
+
     recipe = load_recipe(args.recipe, with_output_dir(args.overrides, args.output_dir), data_dir=args.data_dir)
     print_training_result(recipe, train_recipe(recipe, progress=progress))
     return 0
