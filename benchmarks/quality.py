@@ -60,12 +60,15 @@ from benchmarks._data import DEFAULT_DATA_DIR, READERS, TASKS, model_dir  # noqa
 #:   trainer:  a function `(seed, context) -> extra MultiTaskTrainer keyword arguments`
 #:   needs:    names that must import (`module:attr`) for the setup to run; otherwise it is skipped
 #:   search:   run `trainer.hyperparameter_search` at seed 0 first, then train the best settings at every seed
+#:   epochs:   the budget's key giving the epochs (default "epochs"; "baseline_epochs": the baselines' maximum)
 #:   note:     one line for the report
 SETUPS: dict[str, dict[str, Any]] = {
     "proportional": {"args": {"task_sampling_strategy": "proportional"},
                      "note": "batches in proportion to task size"},
     "temperature": {"args": {"task_sampling_strategy": "temperature", "sampling_temperature": 2.0},
                     "note": "p ~ n^(1/T), T=2"},
+    "proportional_long": {"args": {"task_sampling_strategy": "proportional"}, "epochs": "baseline_epochs",
+                          "note": "proportional, as many epochs as the baselines' maximum"},
     "annealed": {"args": {"task_sampling_strategy": "annealed"},
                  "note": "sampling annealed from proportional towards uniform"},
     "uncertainty": {"args": {"loss_balancer": "uncertainty"}, "note": "uncertainty weighting (Kendall et al.)"},
@@ -421,7 +424,7 @@ def run_mtl(name: str, seed: int, ctx: dict[str, Any]) -> dict[str, Any]:
         extra = {"search_seconds": search["search_seconds"], "hyperparameters": overrides, "trials": search["trials"]}
     with tempfile.TemporaryDirectory() as tmp:
         # evaluated once, after the last epoch (no selection on validation)
-        trainer = _mtl_trainer(setup, seed, ctx, tmp, overrides, budget["epochs"], None)
+        trainer = _mtl_trainer(setup, seed, ctx, tmp, overrides, budget[setup.get("epochs", "epochs")], None)
         epochs = int(trainer.args.num_train_epochs)
         t0, c0 = time.perf_counter(), time.process_time()
         trainer.train()
