@@ -48,21 +48,71 @@ def test_train_throughput_runs(tiny_encoder, tmp_path):
     assert json.loads(out.read_text())["benchmark"] == "train_throughput"
 
 
-def test_quality_runs(tiny_encoder, tmp_path):
+def test_quality_runs_caches_and_reports(tiny_encoder, tmp_path):
+    """Plain-Trainer baselines and a multi-task setup at two seeds: per-(setup, seed) JSON in the cache, teachers
+    saved, paired deltas with intervals; a second call reuses the cache and `--report-only` trains nothing."""
     from benchmarks import quality
 
-    out = tmp_path / "quality.json"
-    payload = quality.main([
+    cache, models, out = tmp_path / "cache", tmp_path / "models", tmp_path / "quality.json"
+    argv = [
         "--data-dir", DATA_DIR, "--model", tiny_encoder, "--train-sizes", "sentiment=24,topic=16,ner=16",
-        "--eval-size", "16", "--batch-size", "8", "--setups", "single,mtl/temperature", "--out", str(out),
-    ])
-    assert set(payload["results"]) == {"single", "mtl/temperature"}
-    single, mtl = payload["results"]["single"], payload["results"]["mtl/temperature"]
-    assert set(single["scores"]) == set(mtl["scores"]) == {"sentiment/val", "topic/val", "ner/val", "ner/test"}
+        "--eval-size", "16", "--batch-size", "8", "--epochs", "1", "--baseline-epochs", "2", "--seeds", "0,1",
+        "--setups", "single,temperature", "--results-dir", str(cache), "--models-dir", str(models), "--out", str(out),
+    ]
+    payload = quality.main(argv)
+    summary = payload["summary"]
+    assert set(summary) == {"single", "temperature"}
+    assert sorted(p.name for p in (cache / "cpu").glob("*.json")) == [
+        "single-seed0.json", "single-seed1.json", "temperature-seed0.json", "temperature-seed1.json"]
+    single, mtl = summary["single"], summary["temperature"]
+    assert set(single["tasks"]) == set(mtl["tasks"]) == {"sentiment/val", "topic/val", "ner/val", "ner/test"}
+    for key, task in mtl["tasks"].items():
+        assert len(task["values"]) == 2 and task["paired_seeds"] == 2
+        lo, hi = task["delta_ci95"]
+        assert lo <= task["delta"] <= hi
     assert mtl["params"] < single["params"] and mtl["encoder_passes_per_text"] == 1
-    assert single["examples_seen"] == {"sentiment": 24, "topic": 16, "ner": 16}
-    assert sum(mtl["examples_seen"].values()) > 0
-    assert json.loads(out.read_text())["benchmark"] == "quality"
+    assert {len(curve) for curves in single["curves"].values() for curve in curves.values()} == {2}  # one per epoch
+    assert (models / "cpu" / "single-seed1" / "ner" / "config.json").is_file()  # the distillation teachers
+    assert "goal_issue12" in mtl and json.loads(out.read_text())["benchmark"] == "quality"
+
+    mtime = (cache / "cpu" / "temperature-seed0.json").stat().st_mtime
+    again = quality.main([*argv, "--report-only"])
+    assert again["table"] == payload["table"]
+    assert (cache / "cpu" / "temperature-seed0.json").stat().st_mtime == mtime
+
+
+def test_quality_plain_baseline_aligns_words_like_hf_mtl(minilm_dir):
+    """The plain-Trainer baseline's NER labels (first sub-word of each word, -100 elsewhere, as transformers'
+    example does) are exactly hf_mtl's, so both sides are scored on the same words by the same metric code."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from benchmarks import quality
+    from benchmarks._data import read_conll
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
+    task = quality.TASK_BY_NAME["ner"]
+    rows = Dataset.from_list(read_conll(DATA_DIR, "validation")[:40])
+    plain = quality.tokenize_for_plain_trainer(task, rows, tokenizer, max_length=160)
+    ours = task.prepare(rows, tokenizer, split="validation", max_length=160, for_training=True, stride=0,
+                        with_labels=True)
+    assert plain["input_ids"] == ours["input_ids"]
+    assert plain["labels"] == ours["labels"]
+    assert quality._words_scored(plain) == sum(len(t) for t in rows["tokens"])
+
+
+def test_quality_setups_are_checked_not_guessed():
+    """A setup whose feature is not in this checkout is reported with the reason, never run half-configured."""
+    from benchmarks import quality
+
+    assert quality.unavailable_reason("proportional") is None
+    quality.SETUPS["_bogus"] = {"args": {"task_sampling_strategy": "no_such_strategy"}}
+    quality.SETUPS["_missing"] = {"needs": ["hf_mtl.no_such_module:Thing"]}
+    try:
+        assert "no_such_strategy" in quality.unavailable_reason("_bogus")
+        assert "hf_mtl.no_such_module" in quality.unavailable_reason("_missing")
+    finally:
+        del quality.SETUPS["_bogus"], quality.SETUPS["_missing"]
 
 
 def test_predict_throughput_runs(tiny_encoder, tmp_path):
